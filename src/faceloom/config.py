@@ -1,0 +1,64 @@
+"""Typed stage configs: the CLI, faceloom.toml, the UI and stage fingerprints all read these."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Literal
+
+DeviceChoice = Literal["auto", "cpu", "cuda"]
+DetectorName = Literal["mediapipe", "dlib", "dlib-cnn"]
+ImageFormat = Literal["jpg", "png"]
+SortKey = Literal["yaw", "pitch", "blur", "similarity", "size"]
+
+
+@dataclass(frozen=True)
+class ExtractConfig:
+    """Settings of the extract stage. Every field takes part in the stage fingerprint."""
+
+    detector: DetectorName = "mediapipe"
+    size: int = 384
+    every_n: int = 1
+    min_size: int = 40
+    max_faces_per_frame: int = 4
+    identity_refs: tuple[str, ...] = ()
+    identity_threshold: float = 0.6
+    blur_threshold: float = 0.0
+    image_format: ImageFormat = "jpg"
+    jpeg_quality: int = 95
+    rotate_retry: bool = True
+    device: DeviceChoice = "auto"
+    identity_samples: int = 5
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.size < 64 or self.size > 2048:
+            raise ValueError(f"--size must be between 64 and 2048, got {self.size}")
+        if self.every_n < 1:
+            raise ValueError(f"--every-n must be at least 1, got {self.every_n}")
+        if self.max_faces_per_frame < 1:
+            raise ValueError(f"--max-faces-per-frame must be at least 1, got {self.max_faces_per_frame}")
+        if not 0.0 < self.identity_threshold < 2.0:
+            raise ValueError(f"--identity-threshold must be in (0, 2), got {self.identity_threshold}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ExtractConfig:
+        known = {f.name for f in fields(cls)}
+        kwargs = {k: (tuple(v) if k == "identity_refs" else v) for k, v in data.items() if k in known}
+        return cls(**kwargs)
+
+    def output_fingerprint(self) -> str:
+        """Hash of the settings that change what is written (device and threads do not)."""
+        data = self.to_dict()
+        data.pop("device", None)
+        return fingerprint(data)
+
+
+def fingerprint(data: Any) -> str:
+    """Stable short hash of JSON-able data."""
+    blob = json.dumps(data, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]

@@ -1,0 +1,1 @@
+"""Face detection, landmarks, alignment, identity and the on-disk faceset."""

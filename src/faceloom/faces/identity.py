@@ -1,0 +1,43 @@
+"""Identity embeddings (dlib's 128-d face recognition model) and distances between them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from faceloom.faces.detect_dlib import dlib_model_path
+
+
+class FaceEmbedder:
+    """128-d embedding of a face given the image and its 68 landmarks in that image.
+
+    Distances (Euclidean) under ~0.6 mean the same person: on the GRID and CREMA-D clips, frames
+    of one speaker lie 0.13-0.27 apart and different speakers 0.68-1.03.
+    """
+
+    def __init__(self) -> None:
+        import dlib
+
+        self._dlib: Any = dlib
+        self._model = dlib.face_recognition_model_v1(dlib_model_path("dlib_face_recognition_resnet_model_v1.dat"))
+
+    def embed(self, rgb: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+        """Args: rgb (H, W, 3) uint8; landmarks (68, 2) in that image. Returns (128,) float32."""
+        dlib = self._dlib
+        img = np.ascontiguousarray(rgb, dtype=np.uint8)
+        pts = [dlib.point(int(round(x)), int(round(y))) for x, y in landmarks]
+        lo, hi = landmarks.min(axis=0), landmarks.max(axis=0)
+        rect = dlib.rectangle(int(lo[0]), int(lo[1]), int(hi[0]), int(hi[1]))
+        shape = dlib.full_object_detection(rect, pts)
+        return np.asarray(self._model.compute_face_descriptor(img, shape), dtype=np.float32)
+
+
+def embedding_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Euclidean distance between two embeddings (dlib's native metric)."""
+    return float(np.linalg.norm(np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)))
+
+
+def mean_embedding(embeddings: list[np.ndarray] | np.ndarray) -> np.ndarray:
+    """Mean of (N, 128) embeddings."""
+    return np.asarray(np.mean(np.asarray(embeddings, dtype=np.float32), axis=0), dtype=np.float32)

@@ -1,0 +1,48 @@
+"""The common 68-point landmark set (iBUG 300-W / dlib order) and conversions into it."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from faceloom.faces.landmark_tables import MESH_TO_68_INDEX, MESH_TO_68_WEIGHT
+
+JAW = slice(0, 17)
+RIGHT_BROW = slice(17, 22)
+LEFT_BROW = slice(22, 27)
+NOSE = slice(27, 36)
+RIGHT_EYE = slice(36, 42)
+LEFT_EYE = slice(42, 48)
+MOUTH = slice(48, 68)
+INNER = slice(17, 68)
+"""Brows, nose, eyes and mouth: the points alignment is fitted to (the jaw moves with speech)."""
+
+_MESH_INDEX = np.asarray(MESH_TO_68_INDEX, dtype=np.int64)
+_MESH_WEIGHT = np.asarray(MESH_TO_68_WEIGHT, dtype=np.float32)
+
+
+def mesh_to_68(mesh: np.ndarray) -> np.ndarray:
+    """Map mediapipe face-mesh points (478 with iris refinement) to the 68-point set.
+
+    Each iBUG point is a fixed weighted sum of three mesh vertices, fitted against dlib's predictor
+    by tools/fit_landmark_tables.py.
+
+    Args:
+        mesh: (478, D) array, D = 2 or 3.
+    Returns:
+        (68, D) float32.
+    """
+    if mesh.ndim != 2 or mesh.shape[0] < 478:
+        raise ValueError(f"expected (478, D) mesh points, got {mesh.shape}")
+    picked = mesh[_MESH_INDEX].astype(np.float32)  # (68, 3, D)
+    return np.asarray((picked * _MESH_WEIGHT[:, :, None]).sum(axis=1), dtype=np.float32)
+
+
+def eye_centers(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Centres of the subject's right eye (image left) and left eye, from (68, 2) points."""
+    return landmarks[RIGHT_EYE].mean(axis=0), landmarks[LEFT_EYE].mean(axis=0)
+
+
+def interocular(landmarks: np.ndarray) -> float:
+    """Distance between the eye centres in pixels: the usual unit of landmark error."""
+    right, left = eye_centers(landmarks)
+    return float(np.linalg.norm(left - right))

@@ -1,0 +1,57 @@
+"""Atomic file writes: a kill or a full disk never leaves a half-written file under the final name."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+from faceloom.errors import output_error_from_os
+
+_write_hook = None
+"""Tests set this to a callable(path) that raises OSError, to inject write failures (tests run as
+root, so permissions cannot be used to make a folder unwritable)."""
+
+
+def atomic_write_bytes(path: str | Path, data: bytes, durable: bool = True) -> None:
+    """Write ``data`` to ``path`` via a temporary file in the same folder and a rename.
+
+    Raises OutputError (naming the path) when the write fails; the old file, if any, is untouched.
+    ``durable`` also fsyncs, for metadata and checkpoints; bulk images skip it for speed.
+    """
+    path = Path(path)
+    tmp_name: str | None = None
+    try:
+        if _write_hook is not None:
+            _write_hook(path)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            if durable:
+                fh.flush()
+                os.fsync(fh.fileno())
+        os.replace(tmp_name, path)
+        tmp_name = None
+    except OSError as exc:
+        raise output_error_from_os(exc, path) from exc
+    finally:
+        if tmp_name is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp_name)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def ensure_dir(path: str | Path) -> Path:
+    """Create a folder (and parents); OutputError if that is impossible."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise output_error_from_os(exc, path) from exc
+    if not path.is_dir():
+        raise output_error_from_os(NotADirectoryError(20, "not a folder"), path)
+    return path

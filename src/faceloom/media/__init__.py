@@ -1,0 +1,1 @@
+"""Reading and writing media: frames in, labelled files out."""

@@ -1,0 +1,53 @@
+"""Shared fixtures: where the real clips are, and facesets extracted once per test session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def data_dir() -> Path | None:
+    """The real test clips: $FACELOOM_TEST_DATA, else ../shared/data beside the repository."""
+    env = os.environ.get("FACELOOM_TEST_DATA")
+    path = Path(env) if env else REPO.parent / "shared" / "data"
+    return path if (path / "grid").is_dir() and (path / "crema-d").is_dir() else None
+
+
+@pytest.fixture(scope="session")
+def data() -> Path:
+    path = data_dir()
+    if path is None:
+        reason = (
+            "real test clips not found: put ../shared/data beside the repository "
+            "or set FACELOOM_TEST_DATA to a folder with grid/ and crema-d/"
+        )
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(f"CI=true but {reason}")
+        pytest.skip(reason)
+    return path
+
+
+@pytest.fixture(scope="session")
+def grid(data: Path) -> dict[str, Path]:
+    """GRID clips by speaker: g1, g2, g3 (two clips: g3, g3b)."""
+    g = data / "grid"
+    return {"g1": g / "bbaf2n.mpg", "g2": g / "brbk7n.mpg", "g3": g / "id2_vcd_swwp2s.mpg", "g3b": g / "pwij3p.mpg"}
+
+
+@pytest.fixture(scope="session")
+def crema(data: Path) -> list[Path]:
+    return sorted((data / "crema-d").glob("*.flv"))
+
+
+@pytest.fixture(scope="session")
+def g1_faceset(grid: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """GRID speaker g1 extracted once with default settings (75 frames)."""
+    from faceloom.extract import extract
+
+    out = tmp_path_factory.mktemp("facesets") / "g1"
+    extract([grid["g1"]], out)
+    return out
