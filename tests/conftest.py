@@ -35,7 +35,12 @@ def data() -> Path:
 def grid(data: Path) -> dict[str, Path]:
     """GRID clips by speaker: g1, g2, g3 (two clips: g3, g3b)."""
     g = data / "grid"
-    return {"g1": g / "bbaf2n.mpg", "g2": g / "brbk7n.mpg", "g3": g / "id2_vcd_swwp2s.mpg", "g3b": g / "pwij3p.mpg"}
+    return {
+        "g1": g / "bbaf2n.mpg",
+        "g2": g / "brbk7n.mpg",
+        "g3": g / "id2_vcd_swwp2s.mpg",
+        "g3b": g / "pwij3p.mpg",
+    }
 
 
 @pytest.fixture(scope="session")

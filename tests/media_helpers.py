@@ -22,7 +22,11 @@ def read_frames(path: Path, limit: int | None = None) -> list[np.ndarray]:
 
 
 def write_video(
-    path: Path, frames: Iterable[np.ndarray], fps: int = 25, display_rotation: int | None = None, crf: int = 18
+    path: Path,
+    frames: Iterable[np.ndarray],
+    fps: int = 25,
+    display_rotation: int | None = None,
+    crf: int = 18,
 ) -> Path:
     """Encode RGB frames as H.264 MP4; ``display_rotation`` sets the display matrix (ccw degrees)."""
     frames = list(frames)
@@ -35,7 +39,9 @@ def write_video(
         if display_rotation is not None:
             stream.set_display_rotation(display_rotation)
         for rgb in frames:
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb[: h - h % 2, : w - w % 2]), format="rgb24")
+            frame = av.VideoFrame.from_ndarray(
+                np.ascontiguousarray(rgb[: h - h % 2, : w - w % 2]), format="rgb24"
+            )
             for packet in stream.encode(frame):
                 out.mux(packet)
         for packet in stream.encode():

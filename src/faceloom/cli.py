@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -14,7 +13,9 @@ from faceloom.errors import FaceloomError
 
 app = typer.Typer(
     name="faceloom",
-    help="Face swapping with a shared encoder and one decoder per person. Swap only faces whose owners agreed.",
+    help=(
+        "Face swapping with a shared encoder and one decoder per person. Swap only faces whose owners agreed."
+    ),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -53,7 +54,9 @@ def progress_bar(desc: str, total: int | None = None) -> Any:
 
 @app.callback()
 def _root(
-    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More detail; -vv shows native library logs.")] = 0,
+    verbose: Annotated[
+        int, typer.Option("--verbose", "-v", count=True, help="More detail; -vv shows native library logs.")
+    ] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors and requested output.")] = False,
     version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
 ) -> None:

@@ -13,27 +13,38 @@ from faceloom.config import DetectorName, DeviceChoice, ExtractConfig, ImageForm
 
 @app.command()
 def extract(
-    inputs: Annotated[list[Path], typer.Argument(help="Videos, images and folders of images.", show_default=False)],
+    inputs: Annotated[
+        list[Path], typer.Argument(help="Videos, images and folders of images.", show_default=False)
+    ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Faceset folder to create or add to.")],
     detector: Annotated[DetectorName, typer.Option(help="Face detector backend.")] = "mediapipe",
     size: Annotated[int, typer.Option(help="Side of the stored head crop in pixels.")] = 384,
     every_n: Annotated[int, typer.Option("--every-n", help="Use every N-th frame of a video.")] = 1,
-    min_size: Annotated[int, typer.Option("--min-size", help="Ignore faces smaller than this many pixels.")] = 40,
+    min_size: Annotated[
+        int, typer.Option("--min-size", help="Ignore faces smaller than this many pixels.")
+    ] = 40,
     max_faces_per_frame: Annotated[int, typer.Option("--max-faces-per-frame")] = 4,
     identity: Annotated[
         list[Path] | None, typer.Option("--identity", help="Reference image(s) of the person to keep.")
     ] = None,
     identity_threshold: Annotated[
-        float, typer.Option("--identity-threshold", help="Max embedding distance to the reference (dlib: 0.6).")
+        float,
+        typer.Option("--identity-threshold", help="Max embedding distance to the reference (dlib: 0.6)."),
     ] = 0.6,
     blur_threshold: Annotated[
-        float, typer.Option("--blur-threshold", help="Drop faces sharper than nothing below this score (0 = keep all).")
+        float,
+        typer.Option(
+            "--blur-threshold", help="Drop faces sharper than nothing below this score (0 = keep all)."
+        ),
     ] = 0.0,
     image_format: Annotated[ImageFormat, typer.Option("--format", help="Crop image format.")] = "jpg",
     no_rotate_retry: Annotated[
-        bool, typer.Option("--no-rotate-retry", help="Do not retry frames without a face turned by +-90 degrees.")
+        bool,
+        typer.Option("--no-rotate-retry", help="Do not retry frames without a face turned by +-90 degrees."),
     ] = False,
-    device: Annotated[DeviceChoice, typer.Option(help="Device for model work (detection runs on the CPU).")] = "auto",
+    device: Annotated[
+        DeviceChoice, typer.Option(help="Device for model work (detection runs on the CPU).")
+    ] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print a machine-readable summary.")] = False,
 ) -> None:
     """Find, landmark and align faces; write them to a faceset. Re-running skips inputs already done."""
@@ -103,4 +114,22 @@ def extract(
         + f" -> {result.faceset}"
     )
     if result.stats and state.verbose:
-        echo(f"{result.frames / max(result.stats.wall_s, 1e-9):.1f} frames/s; slowest stage: {result.stats.slowest()}")
+        echo(
+            f"{result.frames / max(result.stats.wall_s, 1e-9):.1f} frames/s; "
+            f"slowest stage: {result.stats.slowest()}"
+        )
+
+
+@app.command("sample-media")
+def sample_media(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the paths as JSON.")] = False,
+) -> None:
+    """Fetch (once) and list the demo's sample clips: CREMA-D actor 1001, a consenting research subject."""
+    from faceloom.sample_media import CREDIT, fetch_sample_media
+
+    paths = fetch_sample_media(log=echo)
+    if as_json:
+        echo_json({"clips": [str(p) for p in paths], "credit": CREDIT})
+        return
+    for p in paths:
+        typer.echo(str(p))

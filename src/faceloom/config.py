@@ -29,7 +29,7 @@ class ExtractConfig:
     jpeg_quality: int = 95
     rotate_retry: bool = True
     device: DeviceChoice = "auto"
-    identity_samples: int = 5
+    identity_samples: int = 3
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -48,7 +48,9 @@ class ExtractConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ExtractConfig:
         known = {f.name for f in fields(cls)}
-        kwargs = {k: (tuple(v) if k == "identity_refs" else v) for k, v in data.items() if k in known}
+        kwargs: dict[str, Any] = {
+            k: (tuple(v) if k == "identity_refs" else v) for k, v in data.items() if k in known
+        }
         return cls(**kwargs)
 
     def output_fingerprint(self) -> str:

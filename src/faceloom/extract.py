@@ -11,6 +11,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,8 +25,8 @@ from faceloom.faces.align import STORED_CROP, alignment_matrix, transform_points
 from faceloom.faces.detect import FaceDetector, create_detector, detect_with_rotation
 from faceloom.faces.faceset import (
     IMAGE_DIR,
-    Faceset,
     FaceRecord,
+    Faceset,
     SourceEntry,
     file_fingerprint,
     source_key,
@@ -142,7 +143,8 @@ class _Extraction:
         self.track_base = max((r.track for r in faceset.records), default=-1) + 1
         self.results: list[SourceResult] = []
         self.last_save = time.monotonic()
-        self.rotation_hint = 0
+        self.finisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="finish")
+        self.pending: list[Future[None]] = []
         self.encode_ext = ".jpg" if config.image_format == "jpg" else ".png"
         self.encode_params = (
             [cv2.IMWRITE_JPEG_QUALITY, config.jpeg_quality]
@@ -218,7 +220,11 @@ class _Extraction:
     def sink(self, item: _Item) -> None:
         i = item.src
         if item.frame is None:
-            self.finish_source(i)
+            # Embedding the tracks takes ~80 ms a sample: do it beside the next source's frames.
+            rows, track_ids = self.rows.pop(i, []), self.tracker.next_id
+            self.tracker = Tracker()
+            self.pending.append(self.finisher.submit(self.finish_source, i, rows))
+            self.track_base += track_ids
             return
         frame = item.frame
         self.frames_seen[i] += 1
@@ -253,17 +259,14 @@ class _Extraction:
         if self.progress is not None:
             self.progress(str(self.sources[i].path), self.frames_seen[i], self.totals[i])
 
-    def finish_source(self, i: int) -> None:
+    def finish_source(self, i: int, rows: list[FaceRecord]) -> None:
         src, key = self.sources[i], self.keys[i]
-        rows = self.rows.pop(i, [])
         dropped = self._identity_pass(rows)
         if dropped:
             drop_ids = {r.id for r in dropped}
             rows = [r for r in rows if r.id not in drop_ids]
             for r in dropped:
                 (self.fs.root / r.file).unlink(missing_ok=True)
-        self.track_base += self.tracker.next_id
-        self.tracker = Tracker()
         report = self.reports[i]
         entry = SourceEntry(
             path=str(src.path.resolve()),
@@ -306,9 +309,11 @@ class _Extraction:
         for r in rows:
             by_track[r.track].append(r)
         dropped: list[FaceRecord] = []
-        n = self.cfg.identity_samples
         for track_rows in by_track.values():
-            picks = [track_rows[j] for j in np.linspace(0, len(track_rows) - 1, min(n, len(track_rows))).astype(int)]
+            # One sample per ~2 s of a 25 fps track, up to identity_samples: a dlib embedding costs
+            # ~80 ms and one speaker's frames lie within 0.3 of each other, far inside the 0.6 cut.
+            n = min(self.cfg.identity_samples, 1 + len(track_rows) // 50, len(track_rows))
+            picks = [track_rows[j] for j in np.linspace(0, len(track_rows) - 1, n).astype(int)]
             embs = []
             for r in picks:
                 crop = cv2.cvtColor(cv2.imread(str(self.fs.root / r.file)), cv2.COLOR_BGR2RGB)
@@ -324,7 +329,7 @@ class _Extraction:
 
 
 def extract(
-    inputs: list[str] | list[Path],
+    inputs: list[str] | list[Path] | list[str | Path],
     out: str | Path,
     config: ExtractConfig | None = None,
     *,
@@ -338,7 +343,7 @@ def extract(
     """
     config = config or ExtractConfig()
     out = Path(out)
-    sources = collect_sources(list(inputs))
+    sources = collect_sources([Path(p) for p in inputs])
     fs = _open_faceset(out, config)
     settings = config.output_fingerprint()
     known = fs.sources
@@ -347,7 +352,12 @@ def extract(
     for src in sources:
         key = source_key(src.path)
         entry = known.get(key)
-        if entry and entry.complete and entry.settings == settings and entry.fingerprint == file_fingerprint(src.path):
+        if (
+            entry
+            and entry.complete
+            and entry.settings == settings
+            and entry.fingerprint == file_fingerprint(src.path)
+        ):
             results.append(SourceResult(src.path, key, skipped=True, frames=entry.frames, faces=entry.faces))
         else:
             todo.append(src)
@@ -373,14 +383,29 @@ def extract(
         Stage("detect", job.make_detect, workers=1, teardown=lambda fn: fn.close()),  # type: ignore[attr-defined]
         Stage("align+write", make_align, workers=1),
     ]
-    stats = run_pipeline(job.frames(), stages, job.sink, cancel=cancel)
+    try:
+        stats = run_pipeline(job.frames(), stages, job.sink, cancel=cancel)
+    finally:
+        job.finisher.shutdown(wait=True)
+    for future in job.pending:
+        future.result()  # re-raise a failure of the identity pass or the save
     results.extend(job.results)
-    warnings = [f"{r.path}: {r.stopped_early}; kept the {r.frames} frames before it" for r in job.results if r.stopped_early]
+    warnings = [
+        f"{r.path}: {r.stopped_early}; kept the {r.frames} frames before it"
+        for r in job.results
+        if r.stopped_early
+    ]
     faceless = [r for r in job.results if r.faces == 0]
     if faceless and all(r.faces == 0 for r in results):
         first = faceless[0]
-        what = "image" if len(faceless) == 1 and first.frames == 1 else f"{sum(r.frames for r in faceless)} frames"
-        raise InputError(f"no face found in any of the {what} read", first.path if len(faceless) == 1 else inputs[0])
+        what = (
+            "image"
+            if len(faceless) == 1 and first.frames == 1
+            else f"{sum(r.frames for r in faceless)} frames"
+        )
+        raise InputError(
+            f"no face found in any of the {what} read", first.path if len(faceless) == 1 else inputs[0]
+        )
     for r in faceless:
         warnings.append(f"{r.path}: no face found in {r.frames} frame(s)")
     return ExtractResult(out, results, stats, warnings)

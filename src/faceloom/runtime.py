@@ -58,7 +58,9 @@ def resolve_device(choice: DeviceChoice) -> str:
     return "cuda" if has_cuda else "cpu"
 
 
-_NATIVE_LINE = re.compile(rb"^(?:[IW]\d{4} \d\d:\d\d:\d\d|INFO: Created TensorFlow Lite|WARNING: All log messages before absl)")
+_NATIVE_LINE = re.compile(
+    rb"^(?:[IW]\d{4} \d\d:\d\d:\d\d|INFO: Created TensorFlow Lite|WARNING: All log messages before absl)"
+)
 
 
 @contextlib.contextmanager

@@ -73,7 +73,7 @@ def face_space_to_crop(crop: CropType, size: int) -> np.ndarray:
 def alignment_matrix(landmarks: np.ndarray, size: int, crop: CropType = STORED_CROP) -> np.ndarray:
     """(2, 3) frame -> crop matrix that puts (68, 2) frame landmarks on the mean face."""
     to_face = np.vstack([umeyama(landmarks[INNER], MEAN_FACE[INNER]), [0.0, 0.0, 1.0]])
-    return (face_space_to_crop(crop, size) @ to_face)[:2]
+    return np.asarray((face_space_to_crop(crop, size) @ to_face)[:2], dtype=np.float64)
 
 
 def warp_crop(rgb: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
@@ -119,8 +119,9 @@ def derive_crop(
     matrix = np.array([[k, 0.0, -x0 * k], [0.0, k, -y0 * k]])
     interp = cv2.INTER_AREA if k < 1 else cv2.INTER_CUBIC
     if interp == cv2.INTER_AREA:
-        x1, y1 = int(round(x0)), int(round(y0))
-        s = int(round(side))
+        x1, y1, s = round(x0), round(y0), round(side)
         if x1 >= 0 and y1 >= 0 and x1 + s <= stored_rgb.shape[1] and y1 + s <= stored_rgb.shape[0]:
             return cv2.resize(stored_rgb[y1 : y1 + s, x1 : x1 + s], (size, size), interpolation=interp)
-    return cv2.warpAffine(stored_rgb, matrix, (size, size), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT101)
+    return cv2.warpAffine(
+        stored_rgb, matrix, (size, size), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT101
+    )

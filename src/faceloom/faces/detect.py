@@ -60,12 +60,14 @@ def _rotate_points_back(points: np.ndarray, rotation: int, frame_w: int, frame_h
     """Map points found in np.rot90(frame, k) back to the frame. ``rotation`` = 90 * k (ccw)."""
     x, y = points[:, 0], points[:, 1]
     if rotation == 90:  # rotated ccw: rot (x', y') came from frame (W-1-y', x')
-        return np.stack([frame_w - 1 - y, x], axis=1).astype(np.float32)
-    if rotation == 270:  # rotated cw: frame (y', H-1-x')
-        return np.stack([y, frame_h - 1 - x], axis=1).astype(np.float32)
-    if rotation == 180:
-        return np.stack([frame_w - 1 - x, frame_h - 1 - y], axis=1).astype(np.float32)
-    return points
+        cols = (frame_w - 1 - y, x)
+    elif rotation == 270:  # rotated cw: frame (y', H-1-x')
+        cols = (y, frame_h - 1 - x)
+    elif rotation == 180:
+        cols = (frame_w - 1 - x, frame_h - 1 - y)
+    else:
+        return points
+    return np.asarray(np.stack(cols, axis=1), dtype=np.float32)
 
 
 def detect_with_rotation(

@@ -22,7 +22,7 @@ def dlib_model_path(name: str) -> str:
     spec = importlib.util.find_spec("face_recognition_models")
     if spec is None or not spec.submodule_search_locations:
         raise RuntimeError("face-recognition-models is not installed; reinstall faceloom")
-    path = os.path.join(list(spec.submodule_search_locations)[0], "models", name)
+    path = os.path.join(next(iter(spec.submodule_search_locations)), "models", name)
     if not os.path.exists(path):
         raise RuntimeError(f"dlib model file missing: {path}")
     return path

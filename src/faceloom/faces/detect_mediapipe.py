@@ -24,7 +24,10 @@ class MediapipeDetector:
         self.max_faces = max_faces
         self._mp = mp
         self._mesh = mp.solutions.face_mesh.FaceMesh(
-            static_image_mode=True, max_num_faces=max_faces, refine_landmarks=True, min_detection_confidence=0.5
+            static_image_mode=True,
+            max_num_faces=max_faces,
+            refine_landmarks=True,
+            min_detection_confidence=0.5,
         )
         self._single_mesh: Any = None
         self._finder: Any = None
@@ -39,7 +42,9 @@ class MediapipeDetector:
             )
 
     @staticmethod
-    def _to_face(landmarks: Any, w: int, h: int, dx: float = 0.0, dy: float = 0.0, k: float = 1.0) -> DetectedFace:
+    def _to_face(
+        landmarks: Any, w: int, h: int, dx: float = 0.0, dy: float = 0.0, k: float = 1.0
+    ) -> DetectedFace:
         pts = np.array([(p.x * w, p.y * h) for p in landmarks.landmark], dtype=np.float32)
         pts = pts * k + np.array([dx, dy], dtype=np.float32)
         lm68 = mesh_to_68(pts)

@@ -81,7 +81,8 @@ class FaceRecord:
         return float(max(self.bbox[2] - self.bbox[0], self.bbox[3] - self.bbox[1]))
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), separators=(",", ":"))
+        # The fields are plain lists and numbers already; asdict() would deep-copy 478 landmarks.
+        return json.dumps(self.__dict__, separators=(",", ":"))
 
     @classmethod
     def create(

@@ -20,13 +20,15 @@ class FaceEmbedder:
         import dlib
 
         self._dlib: Any = dlib
-        self._model = dlib.face_recognition_model_v1(dlib_model_path("dlib_face_recognition_resnet_model_v1.dat"))
+        self._model = dlib.face_recognition_model_v1(
+            dlib_model_path("dlib_face_recognition_resnet_model_v1.dat")
+        )
 
     def embed(self, rgb: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
         """Args: rgb (H, W, 3) uint8; landmarks (68, 2) in that image. Returns (128,) float32."""
         dlib = self._dlib
         img = np.ascontiguousarray(rgb, dtype=np.uint8)
-        pts = [dlib.point(int(round(x)), int(round(y))) for x, y in landmarks]
+        pts = [dlib.point(round(float(x)), round(float(y))) for x, y in landmarks]
         lo, hi = landmarks.min(axis=0), landmarks.max(axis=0)
         rect = dlib.rectangle(int(lo[0]), int(lo[1]), int(hi[0]), int(hi[1]))
         shape = dlib.full_object_detection(rect, pts)

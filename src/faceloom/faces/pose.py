@@ -24,11 +24,19 @@ def estimate_pose(landmarks: np.ndarray, frame_size: tuple[int, int]) -> tuple[f
     camera = np.array([[focal, 0, w / 2], [0, focal, h / 2], [0, 0, 1]], dtype=np.float64)
     obj = _MODEL_3D[_POSE_POINTS]
     img = np.asarray(landmarks, dtype=np.float64)[_POSE_POINTS]
-    ok, rvec, _tvec = cv2.solvePnP(obj, img, camera, None, flags=cv2.SOLVEPNP_EPNP)
+    no_distortion = np.zeros(4)
+    ok, rvec, tvec = cv2.solvePnP(obj, img, camera, no_distortion, flags=cv2.SOLVEPNP_EPNP)
     if not ok:
         return 0.0, 0.0, 0.0
-    ok, rvec, tvec = cv2.solvePnP(
-        obj, img, camera, None, rvec=rvec, tvec=_tvec, useExtrinsicGuess=True, flags=cv2.SOLVEPNP_ITERATIVE
+    ok, rvec, _ = cv2.solvePnP(
+        obj,
+        img,
+        camera,
+        no_distortion,
+        rvec=rvec,
+        tvec=tvec,
+        useExtrinsicGuess=True,
+        flags=cv2.SOLVEPNP_ITERATIVE,
     )
     rot, _ = cv2.Rodrigues(rvec)
     # Decompose R = Rz(roll) @ Ry(yaw) @ Rx(pitch) in camera axes (x right, y down, z forward).
@@ -36,4 +44,3 @@ def estimate_pose(landmarks: np.ndarray, frame_size: tuple[int, int]) -> tuple[f
     pitch = np.degrees(np.arctan2(rot[2, 1], rot[2, 2]))
     roll = np.degrees(np.arctan2(rot[1, 0], rot[0, 0]))
     return float(-yaw), float(-pitch), float(roll)
-

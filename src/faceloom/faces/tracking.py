@@ -31,7 +31,9 @@ class Tracker:
     next_id: int = 0
     _live: list[_Track] = field(default_factory=list)
 
-    def assign(self, frame_index: int, boxes: list[tuple[float, float, float, float]], step: int = 1) -> list[int]:
+    def assign(
+        self, frame_index: int, boxes: list[tuple[float, float, float, float]], step: int = 1
+    ) -> list[int]:
         """Track ids for the boxes of one frame, in the boxes' order."""
         self._live = [t for t in self._live if frame_index - t.last_frame <= self.max_gap * step]
         pairs = sorted(

@@ -74,7 +74,7 @@ def probe_video(path: Path) -> VideoInfo:
         rotation = 0
         try:
             first = next(container.decode(stream))
-            rotation = int(round(first.rotation or 0))
+            rotation = round(first.rotation or 0)
         except StopIteration as exc:
             raise InputError("video holds no decodable frames", path) from exc
         except av.error.FFmpegError as exc:
@@ -124,7 +124,7 @@ def iter_video(path: Path, every_n: int = 1, report: ReadReport | None = None) -
             time = float(frame.time) if frame.time is not None else index / fps
             rgb = frame.to_ndarray(format="rgb24")
             report.frames_read += 1
-            yield Frame(index=index, time=time, rgb=_upright(rgb, int(round(frame.rotation or 0))))
+            yield Frame(index=index, time=time, rgb=_upright(rgb, round(frame.rotation or 0)))
         if index < 0 and report.stopped_early is None:
             raise InputError("video holds no decodable frames", path)
         if index < 0:

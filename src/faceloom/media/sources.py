@@ -27,7 +27,7 @@ def classify(path: Path) -> SourceKind:
     return "image" if path.suffix.lower() in IMAGE_SUFFIXES else "video"
 
 
-def collect_sources(inputs: list[str] | list[Path]) -> list[MediaSource]:
+def collect_sources(inputs: list[str] | list[Path] | list[str | Path]) -> list[MediaSource]:
     """Expand INPUT arguments: files are taken as they are, folders give their images and videos.
 
     Raises InputError for a missing path or a folder without media.
