@@ -95,17 +95,14 @@ def main() -> None:
     except typer.Abort:
         typer.echo("aborted", err=True)
         sys.exit(1)
-    except Exception as exc:  # click usage errors and the like
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(2)
+    except Exception as exc:
+        # Usage errors of Typer's bundled click: they know how to show themselves.
+        show = getattr(exc, "show", None)
+        if callable(show) and isinstance(getattr(exc, "exit_code", None), int):
+            show()
+            sys.exit(exc.exit_code)  # type: ignore[attr-defined]
         raise
 
 
 # Command modules register themselves on `app` / `faceset_app` when imported.
 from faceloom import cli_extract, cli_faceset  # noqa: E402, F401
-
-if __name__ == "__main__":
-    main()
