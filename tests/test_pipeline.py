@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from faceloom.media.reader import iter_video
+from faceloom.media.reader import Frame, iter_video
 from faceloom.pipeline import Cancelled, Stage, run_pipeline
 
 
@@ -23,16 +24,16 @@ def test_results_arrive_in_order_with_parallel_workers(grid: dict[str, Path]) ->
     rng = np.random.default_rng(1)
     delays = rng.uniform(0, 0.004, len(expected))
 
-    def make() -> object:
-        def work(frame: object) -> tuple[int, float]:
-            idx = frame.index  # type: ignore[attr-defined]
+    def make() -> Callable[[Frame], tuple[int, float]]:
+        def work(frame: Frame) -> tuple[int, float]:
+            idx = frame.index
             time.sleep(delays[idx])  # uneven work so the two workers overtake each other
-            return idx, _gray_mean(frame.rgb)  # type: ignore[attr-defined]
+            return idx, _gray_mean(frame.rgb)
 
         return work
 
     got: list[tuple[int, float]] = []
-    stats = run_pipeline(iter_video(grid["g1"]), [Stage("measure", make, workers=2)], got.append)  # type: ignore[arg-type]
+    stats = run_pipeline(iter_video(grid["g1"]), [Stage("measure", make, workers=2)], got.append)
     assert got == expected
     assert stats.items == 75
     assert [s.name for s in stats.stages] == ["decode", "measure"]
@@ -40,17 +41,21 @@ def test_results_arrive_in_order_with_parallel_workers(grid: dict[str, Path]) ->
 
 
 def test_dropped_items_do_not_stall_and_stages_overlap(grid: dict[str, Path]) -> None:
-    def make_slow() -> object:
-        return lambda f: (time.sleep(0.01), f)[1]
+    def make_slow() -> Callable[[Frame], Frame]:
+        def slow(f: Frame) -> Frame:
+            time.sleep(0.01)
+            return f
 
-    def make_filter() -> object:
+        return slow
+
+    def make_filter() -> Callable[[Frame], Frame | None]:
         return lambda f: f if f.index % 3 == 0 else None
 
     kept: list[int] = []
     t0 = time.perf_counter()
     stats = run_pipeline(
         iter_video(grid["g1"]),
-        [Stage("slow-a", make_slow), Stage("slow-b", make_slow), Stage("filter", make_filter)],  # type: ignore[arg-type]
+        [Stage("slow-a", make_slow), Stage("slow-b", make_slow), Stage("filter", make_filter)],
         lambda f: kept.append(f.index),
     )
     wall = time.perf_counter() - t0
@@ -61,9 +66,9 @@ def test_dropped_items_do_not_stall_and_stages_overlap(grid: dict[str, Path]) ->
 
 
 def test_stage_failure_is_raised_and_threads_stop(grid: dict[str, Path]) -> None:
-    def make() -> object:
-        def boom(f: object) -> object:
-            if f.index == 10:  # type: ignore[attr-defined]
+    def make() -> Callable[[Frame], Frame]:
+        def boom(f: Frame) -> Frame:
+            if f.index == 10:
                 raise RuntimeError("broken frame 10")
             return f
 
@@ -71,7 +76,7 @@ def test_stage_failure_is_raised_and_threads_stop(grid: dict[str, Path]) -> None
 
     before = threading.active_count()
     with pytest.raises(RuntimeError, match="broken frame 10"):
-        run_pipeline(iter_video(grid["g1"]), [Stage("boom", make)], lambda f: None)  # type: ignore[arg-type]
+        run_pipeline(iter_video(grid["g1"]), [Stage("boom", make)], lambda f: None)
     time.sleep(0.3)
     assert threading.active_count() <= before
 
@@ -80,8 +85,8 @@ def test_cancel_stops_early(grid: dict[str, Path]) -> None:
     cancel = threading.Event()
     seen: list[int] = []
 
-    def sink(f: object) -> None:
-        seen.append(f.index)  # type: ignore[attr-defined]
+    def sink(f: Frame) -> None:
+        seen.append(f.index)
         if len(seen) == 5:
             cancel.set()
 
