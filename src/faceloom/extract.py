@@ -37,9 +37,9 @@ from faceloom.faces.pose import estimate_pose
 from faceloom.faces.quality import blur_score
 from faceloom.faces.tracking import Tracker
 from faceloom.faces.types import DetectedFace
-from faceloom.fsutil import atomic_write_bytes
 from faceloom.media.reader import Frame, ReadReport, iter_source, probe_video, read_image
 from faceloom.media.sources import MediaSource, collect_sources
+from faceloom.media.writer import write_image
 from faceloom.pipeline import PipelineStats, Stage, run_pipeline
 
 ProgressFn = Callable[[str, int, int], None]
@@ -146,11 +146,6 @@ class _Extraction:
         self.finisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="finish")
         self.pending: list[Future[None]] = []
         self.encode_ext = ".jpg" if config.image_format == "jpg" else ".png"
-        self.encode_params = (
-            [cv2.IMWRITE_JPEG_QUALITY, config.jpeg_quality]
-            if config.image_format == "jpg"
-            else [cv2.IMWRITE_PNG_COMPRESSION, 1]
-        )
 
     # ---- feed ---------------------------------------------------------------------------
     def frames(self) -> Iterator[_Item]:
@@ -200,10 +195,8 @@ class _Extraction:
                 continue
             face_id = f"{key}_{frame.index:06d}_{k}"
             rel = f"{IMAGE_DIR}/{face_id}{self.encode_ext}"
-            ok, buf = cv2.imencode(self.encode_ext, cv2.cvtColor(crop, cv2.COLOR_RGB2BGR), self.encode_params)
-            if not ok:  # pragma: no cover - OpenCV encoders do not fail on valid arrays
-                raise RuntimeError(f"could not encode {rel}")
-            atomic_write_bytes(self.fs.root / rel, buf.tobytes(), durable=False)
+            # Crops of real footage: through the one writer, but not labelled synthetic.
+            write_image(self.fs.root / rel, crop, synthetic=False, quality=self.cfg.jpeg_quality)
             item.found.append(
                 {
                     "face": face,

@@ -26,6 +26,7 @@ def atomic_write_bytes(path: str | Path, data: bytes, durable: bool = True) -> N
         if _write_hook is not None:
             _write_hook(path)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual permissions
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             if durable:
@@ -39,6 +40,15 @@ def atomic_write_bytes(path: str | Path, data: bytes, durable: bool = True) -> N
         if tmp_name is not None:
             with contextlib.suppress(OSError):
                 os.unlink(tmp_name)
+
+
+def _read_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()  # read once at import: os.umask is process-wide and not thread-safe
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

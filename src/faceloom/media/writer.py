@@ -1,0 +1,698 @@
+"""The one writer every faceloom output goes through, so the synthetic label cannot be forgotten.
+
+Images (:func:`write_image`) and videos (:class:`VideoWriter`) are written to a temporary file in
+the target folder and renamed into place on success: a kill, a full disk or an exception never
+leaves a half-written file under the final name. Unless ``synthetic=False`` (crops of real
+footage, e.g. facesets), each file carries a machine-readable label, read back by
+:func:`read_label`:
+
+- PNG: a ``tEXt`` chunk named :data:`LABEL_KEY`;
+- JPEG: the EXIF ImageDescription tag (0x010E), with EXIF Software naming faceloom;
+- video: container metadata :data:`LABEL_KEY` (MP4/MOV written with
+  ``movflags=use_metadata_tags`` so the custom key is stored) and the same text in the standard
+  ``comment`` tag, which formats without custom keys (AVI) and ordinary remuxes keep.
+
+The label text looks like ``synthetic=1; tool=faceloom 0.1.0`` plus any extra ``key=value``
+fields the caller adds (model name, ...). The invisible watermark is not written here: it plugs
+in as a ``frame_filters`` entry (see :data:`FrameFilter`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import itertools
+import os
+import secrets
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from fractions import Fraction
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal
+
+import av
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+from PIL.PngImagePlugin import PngInfo
+
+from faceloom import __version__, fsutil
+from faceloom.errors import InputError, OutputError, output_error_from_os
+
+LABEL_KEY = "faceloom_synthetic"
+"""Metadata key (PNG tEXt keyword, video container tag) that holds the synthetic label."""
+
+LABEL_PREFIX = "synthetic=1; tool=faceloom"
+"""Every label starts with this, so a label found in a generic field (``comment``) is recognisable."""
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg"})
+
+FrameFilter = Callable[[np.ndarray, int], np.ndarray]
+"""``filter(rgb, frame_index) -> rgb``: HxWx3 uint8 in, HxWx3 uint8 of the same size out.
+
+Applied in order to every frame just before encoding. Empty by default; the invisible
+watermark of :mod:`faceloom.provenance` is meant to plug in here.
+"""
+
+_EXIF_IMAGE_DESCRIPTION = 0x010E
+_EXIF_SOFTWARE = 0x0131
+_MOV_FORMATS = ("mp4", "mov", "ipod", "ismv", "3gp", "3g2", "psp", "f4v")
+_CRF_CODECS = frozenset({"libx264", "libx265", "libsvtav1", "libaom-av1", "libvpx-vp9", "libvpx"})
+
+
+# --------------------------------------------------------------------------------------- label text
+
+
+def make_label(extra: Mapping[str, object] | None = None) -> str:
+    """The label text: ``synthetic=1; tool=faceloom <version>`` then ``; key=value`` per extra field.
+
+    Keys and values may not contain ``;`` or ``=`` or line breaks (ValueError).
+    """
+    parts = [f"{LABEL_PREFIX} {__version__}"]
+    for key, value in (extra or {}).items():
+        text = str(value)
+        for part in (key, text):
+            if any(ch in part for ch in ";=\n\r"):
+                raise ValueError(f"label field {key!r}={text!r} may not contain ';', '=' or line breaks")
+        if key in ("synthetic", "tool") or not key:
+            raise ValueError(f"label field name {key!r} is reserved or empty")
+        parts.append(f"{key}={text}")
+    return "; ".join(parts)
+
+
+def parse_label(text: str) -> dict[str, str] | None:
+    """Parse a label written by :func:`make_label` into a dict; None if ``text`` is not one."""
+    text = text.strip().rstrip("\x00")
+    if not text.startswith(LABEL_PREFIX):
+        return None
+    fields: dict[str, str] = {}
+    for part in text.split(";"):
+        key, sep, value = part.strip().partition("=")
+        if sep:
+            fields[key.strip()] = value.strip()
+    return fields
+
+
+# -------------------------------------------------------------------------------------------- images
+
+
+def _apply_filters(rgb: np.ndarray, index: int, filters: Sequence[FrameFilter]) -> np.ndarray:
+    for frame_filter in filters:
+        out = frame_filter(rgb, index)
+        if out.shape != rgb.shape or out.dtype != np.uint8:
+            raise ValueError(
+                f"frame filter {frame_filter!r} returned {out.shape} {out.dtype}, expected {rgb.shape} uint8"
+            )
+        rgb = out
+    return rgb
+
+
+def _check_rgb(rgb: np.ndarray, what: str = "image") -> None:
+    if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+        desc = f"{rgb.shape} {rgb.dtype}" if isinstance(rgb, np.ndarray) else type(rgb).__name__
+        raise ValueError(f"{what} must be an HxWx3 uint8 RGB array, got {desc}")
+
+
+def encode_image(
+    rgb: np.ndarray,
+    suffix: str,
+    *,
+    synthetic: bool = True,
+    quality: int = 95,
+    compress_level: int = 1,
+    label_extra: Mapping[str, object] | None = None,
+) -> bytes:
+    """Encode an HxWx3 uint8 RGB image as PNG or JPEG bytes (``suffix`` ``.png``/``.jpg``/``.jpeg``),
+    with the synthetic label unless ``synthetic`` is False."""
+    _check_rgb(rgb)
+    suffix = suffix.lower()
+    if suffix not in IMAGE_SUFFIXES:
+        raise ValueError(f"unsupported image format {suffix!r}: use .png, .jpg or .jpeg")
+    img = Image.fromarray(np.ascontiguousarray(rgb), mode="RGB")
+    buf = io.BytesIO()
+    label = make_label(label_extra) if synthetic else None
+    if suffix == ".png":
+        info = PngInfo()
+        if label is not None:
+            info.add_text(LABEL_KEY, label)
+        img.save(buf, "PNG", pnginfo=info, compress_level=compress_level)
+    else:
+        if not 1 <= quality <= 100:
+            raise ValueError(f"JPEG quality must be 1..100, got {quality}")
+        kwargs: dict[str, Any] = {"quality": quality}
+        if label is not None:
+            exif = Image.Exif()
+            exif[_EXIF_IMAGE_DESCRIPTION] = label
+            exif[_EXIF_SOFTWARE] = f"faceloom {__version__}"
+            kwargs["exif"] = exif.tobytes()
+        img.save(buf, "JPEG", **kwargs)
+    return buf.getvalue()
+
+
+def write_image(
+    path: str | Path,
+    rgb: np.ndarray,
+    *,
+    synthetic: bool = True,
+    quality: int = 95,
+    compress_level: int = 1,
+    frame_filters: Sequence[FrameFilter] = (),
+    label_extra: Mapping[str, object] | None = None,
+    durable: bool = False,
+) -> None:
+    """Write an RGB image atomically as PNG or JPEG (chosen by the suffix of ``path``).
+
+    Args:
+        path: target file, ``.png``, ``.jpg`` or ``.jpeg``; its folder must exist.
+        rgb: image of shape :math:`(H, W, 3)`, uint8 RGB.
+        synthetic: label the file as synthetic (PNG tEXt / JPEG EXIF ImageDescription). Use
+            False only for crops of real footage (facesets).
+        quality: JPEG quality 1..100 (ignored for PNG).
+        compress_level: PNG zlib level 0..9 (1 is fast and about 20 % larger than 6).
+        frame_filters: callables ``(rgb, 0) -> rgb`` applied before encoding (empty by default;
+            the invisible watermark plugs in here).
+        label_extra: extra ``key=value`` fields for the label.
+        durable: fsync before the rename (slower; bulk crops skip it).
+
+    Raises:
+        OutputError: the file cannot be written (full disk, permissions), naming ``path``.
+        ValueError: bad array shape/dtype or unsupported suffix.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in IMAGE_SUFFIXES:
+        raise OutputError(f"unsupported image format {path.suffix!r}: use .png, .jpg or .jpeg", path)
+    _check_rgb(rgb)
+    rgb = _apply_filters(rgb, 0, frame_filters)
+    data = encode_image(
+        rgb,
+        suffix,
+        synthetic=synthetic,
+        quality=quality,
+        compress_level=compress_level,
+        label_extra=label_extra,
+    )
+    fsutil.atomic_write_bytes(path, data, durable=durable)
+
+
+# -------------------------------------------------------------------------------------------- video
+
+
+_NTSC_RATES = tuple(Fraction(k * 1000, 1001) for k in (24, 30, 48, 60, 120, 240))
+
+
+def _fps_fraction(fps: float | Fraction) -> Fraction:
+    """The frame rate as a Fraction; within 0.01 % of an NTSC rate it becomes that rate exactly
+    (29.97 and FLV's millisecond-derived 989/33 both give 30000/1001)."""
+    if not isinstance(fps, Fraction):
+        if not np.isfinite(fps):
+            raise ValueError(f"fps must be finite, got {fps}")
+        fps = Fraction(fps)
+    if fps <= 0:
+        raise ValueError(f"fps must be positive, got {float(fps)}")
+    for ntsc in _NTSC_RATES:
+        if abs(fps - ntsc) <= ntsc * Fraction(1, 10000):
+            return ntsc
+    return fps.limit_denominator(1001)
+
+
+def _time_base(rate: Fraction) -> Fraction:
+    """A time base in which every frame lasts a whole number of ticks, at least 1/10000 s fine."""
+    ticks = rate.numerator
+    return Fraction(1, ticks * max(1, -(-10000 // ticks)))
+
+
+def _codec_name(stream: av.stream.Stream) -> str:
+    """The codec's canonical name ("mp3", not the decoder's "mp3float")."""
+    ctx = stream.codec_context
+    if ctx is None:
+        return ""
+    return str(ctx.codec.canonical_name)
+
+
+def _muxer_takes(format_name: str, template: av.stream.Stream) -> bool:
+    """Whether ``format_name`` writes a header for a stream copied from ``template``.
+
+    ``supported_codecs`` says yes to some pairs the muxer then refuses (Opus in MOV), and a
+    refused header would sink the whole output, so the header is tried first in memory.
+    """
+    try:
+        with av.open(io.BytesIO(), mode="w", format=format_name) as probe:
+            probe.add_stream_from_template(template)
+            probe.start_encoding()
+    except (av.error.FFmpegError, ValueError, OSError):
+        return False
+    return True
+
+
+class VideoWriter:
+    """Encode RGB frames to a labelled video file, with the audio of a source video muxed in.
+
+    Use as a context manager::
+
+        with VideoWriter(out, fps=info.fps, size=(w, h), audio_from=src) as vw:
+            for frame in frames:
+                vw.write(frame)
+
+    Frames are encoded with ``codec`` (libx264, CRF ``crf``, ``pix_fmt``) into a temporary file
+    in the target folder (``.<stem>.<random>.tmp<suffix>``), renamed to ``path`` when the writer
+    closes without error. On an exception inside the ``with`` block, or a failed close, the
+    temporary file is removed and nothing appears under ``path``.
+
+    Audio: the first audio stream of ``audio_from`` is copied packet for packet (no
+    re-encoding) when the output container accepts its codec (MP4/MOV/MKV/AVI take MP2 and MP3;
+    WebM takes only Opus/Vorbis), else it is transcoded to AAC (or, where the container
+    cannot hold AAC, to the container's default audio codec, e.g. Opus for WebM). The audio
+    span ``[start_time, end_time)`` of the source, in seconds on the source's own clock (the
+    clock of :attr:`faceloom.media.reader.Frame.time`), is taken and shifted so that
+    ``start_time`` falls on the output's first frame. ``start_time`` defaults to the start of
+    the source's video stream (keeping lip sync for a whole-clip convert); ``end_time`` to the
+    end of the source audio. Audio packets are interleaved with video as frames arrive.
+
+    Args:
+        path: output file; the container follows its suffix (.mp4, .mkv, .mov, .webm, .avi).
+        fps: frame rate, float (29.97 becomes 30000/1001) or Fraction.
+        size: ``(width, height)`` of the frames that will be written. With a 4:2:0 ``pix_fmt``
+            odd sizes are padded by one replicated row/column to the next even size.
+        audio_from: a media file whose first audio stream goes into the output; None for silent.
+        synthetic: write the synthetic label into the container metadata.
+        codec, crf, pix_fmt: video encoder settings (``crf`` is passed to encoders that take it).
+        start_time, end_time: audio span of ``audio_from`` in seconds (see above).
+        frame_filters: callables ``(rgb, frame_index) -> rgb`` applied to each frame before
+            encoding, in order. Empty by default; the invisible watermark plugs in here.
+        label_extra: extra ``key=value`` fields for the label.
+        codec_options: extra encoder options (e.g. ``{"preset": "veryfast"}``).
+
+    Raises:
+        OutputError: the output cannot be created or written (naming ``path``).
+        InputError: ``audio_from`` cannot be opened.
+        ValueError: bad arguments or a frame of the wrong shape.
+
+    Attributes:
+        audio_mode: ``"copy"``, ``"transcode"`` or None (no audio).
+        audio_codec: the codec of the output audio stream, or None.
+        frames_written: frames encoded so far.
+        warnings: problems that did not stop the write (e.g. source audio broke off).
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        fps: float | Fraction,
+        size: tuple[int, int],
+        *,
+        audio_from: str | Path | None = None,
+        synthetic: bool = True,
+        codec: str = "libx264",
+        crf: int = 18,
+        pix_fmt: str = "yuv420p",
+        start_time: float | None = None,
+        end_time: float | None = None,
+        frame_filters: Sequence[FrameFilter] = (),
+        label_extra: Mapping[str, object] | None = None,
+        codec_options: Mapping[str, str] | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.fps = _fps_fraction(fps)
+        self._tb = _time_base(self.fps)
+        self._frame_ticks = int(1 / (self.fps * self._tb))
+        self._last_pts: int | None = None
+        self._start_time = start_time
+        width, height = (int(v) for v in size)
+        if width <= 0 or height <= 0:
+            raise ValueError(f"size must be positive (width, height), got {size}")
+        self.size = (width, height)
+        self.frame_filters = list(frame_filters)
+        self.frames_written = 0
+        self.warnings: list[str] = []
+        self.audio_mode: Literal["copy", "transcode"] | None = None
+        self.audio_codec: str | None = None
+        self._closed = False
+        self._tmp: Path | None = None
+        self._out: av.container.OutputContainer | None = None
+        self._in: av.container.InputContainer | None = None
+        self._audio_items: Iterator[av.Packet] | None = None
+        self._pending_audio: av.Packet | None = None
+        if end_time is not None and start_time is not None and end_time <= start_time:
+            raise ValueError(f"end_time {end_time} must be after start_time {start_time}")
+
+        subsampled = pix_fmt.startswith(("yuv420", "yuvj420", "nv12", "yuv422", "yuvj422"))
+        pad_w = width % 2 if subsampled else 0
+        pad_h = height % 2 if subsampled and not pix_fmt.startswith(("yuv422", "yuvj422")) else 0
+        self._pad = (pad_h, pad_w)
+
+        label = make_label(label_extra) if synthetic else None
+        try:
+            if fsutil._write_hook is not None:
+                fsutil._write_hook(self.path)
+            # Not mkstemp: its 0600 mode would survive the rename. O_EXCL with a random name is as safe.
+            tmp = self.path.parent / f".{self.path.stem}.{secrets.token_hex(6)}.tmp{self.path.suffix}"
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            self._tmp = tmp
+        except OSError as exc:
+            raise output_error_from_os(exc, self.path) from exc
+
+        try:
+            self._open_output(label, codec, crf, pix_fmt, dict(codec_options or {}))
+            if audio_from is not None:
+                self._open_audio(Path(audio_from), start_time, end_time)
+        except BaseException:
+            self._abort()
+            raise
+
+    # ----------------------------------------------------------------------------------- setup
+
+    def _open_output(
+        self, label: str | None, codec: str, crf: int, pix_fmt: str, options: dict[str, str]
+    ) -> None:
+        assert self._tmp is not None
+        try:
+            out = av.open(str(self._tmp), mode="w")
+        except (OSError, av.error.FFmpegError) as exc:
+            raise self._error(exc) from exc
+        self._out = out
+        if out.format.name.split(",")[0] in _MOV_FORMATS:
+            out.container_options["movflags"] = "use_metadata_tags"
+        if label is not None:
+            out.metadata[LABEL_KEY] = label
+            out.metadata["comment"] = label
+        if codec in _CRF_CODECS:
+            options.setdefault("crf", str(crf))
+        try:
+            stream = out.add_stream(codec, rate=self.fps, options=options)
+        except (ValueError, av.error.FFmpegError) as exc:
+            raise OutputError(f"cannot encode video with {codec!r}: {exc}", self.path) from exc
+        if not isinstance(stream, av.video.stream.VideoStream):
+            raise OutputError(f"{codec!r} is not a video codec", self.path)
+        stream.width = self.size[0] + self._pad[1]
+        stream.height = self.size[1] + self._pad[0]
+        stream.pix_fmt = pix_fmt
+        stream.codec_context.time_base = self._tb
+        stream.time_base = self._tb
+        self._yuv = pix_fmt.startswith(("yuv", "nv"))
+        if self._yuv:
+            # Convert with, and tag, the BT.709 matrix in limited range: without a tag players guess
+            # 601 or 709 by frame size, and the colours of HD output would shift.
+            stream.codec_context.colorspace = 1  # AVCOL_SPC_BT709
+            stream.codec_context.color_range = 1  # AVCOL_RANGE_MPEG
+        self._pix_fmt = pix_fmt
+        self._video = stream
+
+    def _open_audio(self, src: Path, start_time: float | None, end_time: float | None) -> None:
+        assert self._out is not None
+        try:
+            inp = av.open(str(src), mode="r")
+        except (OSError, av.error.FFmpegError) as exc:
+            raise InputError(f"cannot read audio source ({type(exc).__name__}: {exc})", src) from exc
+        self._in = inp
+        if not inp.streams.audio:
+            self.warnings.append(f"{src}: no audio stream, output is silent")
+            return
+        in_stream = inp.streams.audio[0]
+        if start_time is None:
+            start_time = 0.0
+            vs = inp.streams.video[0] if inp.streams.video else None
+            if vs is not None and vs.start_time is not None and vs.time_base is not None:
+                start_time = float(vs.start_time * vs.time_base)
+        self._start_time = start_time
+        name = _codec_name(in_stream)
+        supported = self._out.supported_codecs
+        if name and name in supported and _muxer_takes(self._out.format.name, in_stream):
+            out_stream = self._out.add_stream_from_template(in_stream)
+            self.audio_mode = "copy"
+            self.audio_codec = name
+            self._audio_items = self._copy_packets(inp, in_stream, out_stream, start_time, end_time)
+        else:
+            target = "aac" if "aac" in supported else self._out.default_audio_codec
+            ctx = in_stream.codec_context
+            rate = ctx.sample_rate
+            codec = av.Codec(target, "w")
+            if codec.audio_rates and rate not in codec.audio_rates:
+                rate = 48000 if 48000 in codec.audio_rates else max(codec.audio_rates)
+            try:
+                out_audio = self._out.add_stream(target, rate=rate, layout=ctx.layout.name)
+            except (ValueError, av.error.FFmpegError) as exc:
+                raise OutputError(f"cannot encode audio as {target!r}: {exc}", self.path) from exc
+            assert isinstance(out_audio, av.audio.stream.AudioStream)
+            self.audio_mode = "transcode"
+            self.audio_codec = target
+            self._audio_items = self._transcode_packets(inp, in_stream, out_audio, start_time, end_time)
+
+    # ---------------------------------------------------------------------------------- audio
+
+    def _source_packets(
+        self, inp: av.container.InputContainer, in_stream: av.audio.stream.AudioStream
+    ) -> Iterator[av.Packet]:
+        demux = inp.demux(in_stream)
+        while True:
+            try:
+                packet = next(demux)
+            except StopIteration:
+                return
+            except av.error.FFmpegError as exc:
+                self.warnings.append(f"source audio broke off: {exc}")
+                return
+            if packet.size and (packet.pts is not None or packet.dts is not None):
+                yield packet
+
+    def _copy_packets(
+        self,
+        inp: av.container.InputContainer,
+        in_stream: av.audio.stream.AudioStream,
+        out_stream: av.stream.Stream,
+        start: float,
+        end: float | None,
+    ) -> Iterator[av.Packet]:
+        tb = in_stream.time_base
+        assert tb is not None
+        offset = round(Fraction(start) / tb)
+        for packet in self._source_packets(inp, in_stream):
+            ts = packet.pts if packet.pts is not None else packet.dts
+            assert ts is not None
+            if end is not None and ts * tb >= end:
+                break
+            if ts + (packet.duration or 0) <= offset:  # ends before the span
+                continue
+            if packet.pts is not None:
+                packet.pts -= offset
+            if packet.dts is not None:
+                packet.dts -= offset
+            packet.stream = out_stream
+            yield packet
+
+    def _decoded_frames(
+        self, inp: av.container.InputContainer, in_stream: av.audio.stream.AudioStream
+    ) -> Iterator[av.AudioFrame]:
+        for packet in itertools.chain(self._source_packets(inp, in_stream), [None]):  # None: flush
+            try:
+                yield from in_stream.decode(packet)
+            except av.error.FFmpegError as exc:
+                self.warnings.append(f"source audio packet could not be decoded, skipped: {exc}")
+
+    def _transcode_packets(
+        self,
+        inp: av.container.InputContainer,
+        in_stream: av.audio.stream.AudioStream,
+        out_stream: av.audio.stream.AudioStream,
+        start: float,
+        end: float | None,
+    ) -> Iterator[av.Packet]:
+        tb = in_stream.time_base
+        assert tb is not None
+        out_tb = Fraction(1, out_stream.codec_context.sample_rate)
+        for frame in self._decoded_frames(inp, in_stream):
+            if frame.pts is None:
+                continue
+            t = frame.pts * tb
+            if end is not None and t >= end:
+                break
+            if t + Fraction(frame.samples, frame.sample_rate) <= start:  # ends before the span
+                continue
+            frame.pts = round((t - Fraction(start)) / out_tb)
+            frame.time_base = out_tb
+            yield from out_stream.encode(frame)
+        yield from out_stream.encode(None)
+
+    def _mux_audio_until(self, limit: float | None) -> None:
+        """Mux queued audio packets that start before ``limit`` seconds of output time (all if None)."""
+        if self._audio_items is None:
+            return
+        assert self._out is not None
+        while True:
+            packet = self._pending_audio
+            if packet is None:
+                packet = next(self._audio_items, None)
+                if packet is None:
+                    self._audio_items = None
+                    return
+            ts = packet.pts if packet.pts is not None else packet.dts
+            tb = packet.time_base
+            if limit is not None and ts is not None and tb is not None and ts * tb >= limit:
+                self._pending_audio = packet
+                return
+            self._pending_audio = None
+            self._out.mux(packet)
+
+    # ---------------------------------------------------------------------------------- writing
+
+    def _error(self, exc: BaseException) -> OutputError:
+        if isinstance(exc, OSError):
+            return output_error_from_os(exc, self.path)
+        return OutputError(f"cannot write video: {exc}", self.path)
+
+    def write(self, rgb: np.ndarray, time: float | None = None) -> None:
+        """Encode one frame: :math:`(H, W, 3)` uint8 RGB with ``(W, H) == size``.
+
+        ``time`` (optional) is the frame's source time in seconds (:attr:`Frame.time`); it keeps
+        variable-frame-rate sources in sync with their audio: the frame is placed at
+        ``time - start_time`` (start_time defaulting as for audio, or to the first frame's time
+        without ``audio_from``). Without it, frames follow each other at ``1 / fps``.
+        """
+        if self._closed or self._out is None:
+            raise ValueError("VideoWriter is closed")
+        _check_rgb(rgb, "frame")
+        if (rgb.shape[1], rgb.shape[0]) != self.size:
+            raise ValueError(
+                f"frame is {rgb.shape[1]}x{rgb.shape[0]}, writer expects {self.size[0]}x{self.size[1]}"
+            )
+        if time is None:
+            pts = 0 if self._last_pts is None else self._last_pts + self._frame_ticks
+        else:
+            if self._start_time is None:
+                self._start_time = float(time)
+            pts = round((Fraction(time) - Fraction(self._start_time)) / self._tb)
+            if pts < 0:
+                raise ValueError(f"frame time {time:.3f} s is before start_time {self._start_time:.3f} s")
+            if self._last_pts is not None and pts <= self._last_pts:
+                pts = self._last_pts + 1
+        rgb = _apply_filters(rgb, self.frames_written, self.frame_filters)
+        if self._pad != (0, 0):
+            rgb = np.pad(rgb, ((0, self._pad[0]), (0, self._pad[1]), (0, 0)), mode="edge")
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+        if self._yuv:
+            frame = frame.reformat(
+                format=self._pix_fmt,
+                src_colorspace="itu709",
+                dst_colorspace="itu709",
+                src_color_range="JPEG",
+                dst_color_range="MPEG",
+            )
+        frame.pts = pts
+        frame.time_base = self._tb
+        try:
+            self._out.mux(self._video.encode(frame))
+            self.frames_written += 1
+            self._last_pts = pts
+            self._mux_audio_until(float((pts + self._frame_ticks) * self._tb))
+        except (OSError, av.error.FFmpegError) as exc:
+            raise self._error(exc) from exc
+
+    def close(self) -> None:
+        """Flush the encoders, mux the rest of the audio, and rename the file into place.
+
+        Raises OutputError (the temporary file removed) if any of that fails.
+        """
+        if self._closed:
+            return
+        try:
+            assert self._out is not None and self._tmp is not None
+            if self.frames_written == 0:
+                raise OutputError("no frames were written, video not created", self.path)
+            try:
+                self._out.mux(self._video.encode(None))
+                self._mux_audio_until(None)
+                self._out.close()
+                self._out = None
+                if fsutil._write_hook is not None:
+                    fsutil._write_hook(self.path)
+                os.replace(self._tmp, self.path)
+                self._tmp = None
+            except (OSError, av.error.FFmpegError) as exc:
+                raise self._error(exc) from exc
+        except BaseException:
+            self._abort()
+            raise
+        self._close_input()
+        self._closed = True
+
+    def _close_input(self) -> None:
+        if self._in is not None:
+            with contextlib.suppress(Exception):
+                self._in.close()
+            self._in = None
+        self._audio_items = None
+        self._pending_audio = None
+
+    def _abort(self) -> None:
+        """Drop everything: close containers, remove the temporary file."""
+        self._closed = True
+        if self._out is not None:
+            with contextlib.suppress(Exception):
+                self._out.close()
+            self._out = None
+        self._close_input()
+        if self._tmp is not None:
+            with contextlib.suppress(OSError):
+                self._tmp.unlink()
+            self._tmp = None
+
+    def __enter__(self) -> VideoWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is not None:
+            self._abort()
+        else:
+            self.close()
+
+
+# -------------------------------------------------------------------------------------- reading
+
+
+def read_label(path: str | Path) -> dict[str, str] | None:
+    """Read the synthetic label of an image or video written by faceloom.
+
+    Returns the label's fields (``{"synthetic": "1", "tool": "faceloom 0.1.0", ...}``) or None
+    when the file carries no faceloom label. Raises InputError if the file cannot be read.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("no such file", path)
+    texts: list[str] = []
+    try:
+        with Image.open(path) as img:
+            texts.extend(str(v) for k, v in img.info.items() if k == LABEL_KEY)
+            desc = img.getexif().get(_EXIF_IMAGE_DESCRIPTION)
+            if desc is not None:
+                texts.append(desc.decode("utf-8", "replace") if isinstance(desc, bytes) else str(desc))
+            comment = img.info.get("comment")
+            if comment is not None:
+                texts.append(
+                    comment.decode("utf-8", "replace") if isinstance(comment, bytes) else str(comment)
+                )
+    except (UnidentifiedImageError, OSError, ValueError):
+        texts = _video_label_texts(path)
+    for text in texts:
+        fields = parse_label(text)
+        if fields is not None:
+            return fields
+    return None
+
+
+def _video_label_texts(path: Path) -> list[str]:
+    try:
+        with av.open(str(path), mode="r") as container:
+            dicts = [container.metadata] + [s.metadata for s in container.streams]
+    except (OSError, av.error.FFmpegError) as exc:
+        raise InputError(f"not a readable image or video ({type(exc).__name__}: {exc})", path) from exc
+    texts: list[str] = []
+    for meta in dicts:
+        lowered = {str(k).lower(): str(v) for k, v in meta.items()}
+        for key in (LABEL_KEY, "comment", "description"):
+            if key in lowered:
+                texts.append(lowered[key])
+    return texts
