@@ -374,7 +374,7 @@ def extract(
 
     stages = [
         Stage("detect", job.make_detect, workers=1, teardown=lambda fn: fn.close()),  # type: ignore[attr-defined]
-        Stage("align+write", make_align, workers=1),
+        Stage("align+write", make_align, workers=2),
     ]
     try:
         stats = run_pipeline(job.frames(), stages, job.sink, cancel=cancel)
