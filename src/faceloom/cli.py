@@ -105,4 +105,4 @@ def main() -> None:
 
 
 # Command modules register themselves on `app` / `faceset_app` when imported.
-from faceloom import cli_extract, cli_faceset  # noqa: E402, F401
+from faceloom import cli_extract, cli_faceset, cli_train  # noqa: E402, F401

@@ -64,3 +64,53 @@ def fingerprint(data: Any) -> str:
     """Stable short hash of JSON-able data."""
     blob = json.dumps(data, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
+
+
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Settings of the train stage. ``None`` means "the architecture's default"."""
+
+    model: str = "loom"
+    iterations: int | None = None
+    minutes: float | None = None
+    batch_size: int | None = None
+    learning_rate: float | None = None
+    warmup_steps: int | None = None
+    seed: int = 0
+    device: DeviceChoice = "auto"
+    precision: Precision = "auto"
+    flip_a: bool = True
+    flip_b: bool = True
+    warp: bool = True
+    yaw_balance: bool = False
+    gan: bool = False
+    gan_weight: float = 0.1
+    holdout_share: float = 0.1
+    save_every: int = 250
+    snapshot_every: int = 0
+    preview_every: int = 250
+    eval_every: int = 250
+    log_every: int = 10
+    init_from: str | None = None
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.batch_size is not None and self.batch_size < 1:
+            raise ValueError(f"--batch-size must be at least 1, got {self.batch_size}")
+        if self.iterations is not None and self.iterations < 1:
+            raise ValueError(f"--iterations must be at least 1, got {self.iterations}")
+        if self.minutes is not None and self.minutes <= 0:
+            raise ValueError(f"--minutes must be positive, got {self.minutes}")
+        if not 0.0 <= self.holdout_share < 0.5:
+            raise ValueError(f"--holdout-share must be in [0, 0.5), got {self.holdout_share}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})

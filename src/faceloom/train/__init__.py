@@ -1,0 +1,1 @@
+"""Training: the shared encoder, one decoder per person, and everything around the loop."""

@@ -1,0 +1,57 @@
+"""Training losses: masked SSIM + MSE with eye/mouth weighting (faceswap's penalised mask loss),
+the learned mask's own loss, and the least-squares GAN loss."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from faceloom.metrics import ssim_torch
+
+
+def reconstruction_loss(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    weights: torch.Tensor | None,
+    *,
+    ssim_weight: float = 1.0,
+    mse_weight: float = 1.0,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Weighted DSSIM + MSE between a decoder's output and the unwarped target.
+
+    Args:
+        pred, target: (B, 3, R, R) in [0, 1].
+        weights: (B, 1, R, R) per-pixel loss weights (0 outside the face, 1 on it, eye/mouth
+            multipliers on top) or None for a plain unmasked loss.
+    Returns:
+        The scalar loss and its float parts for logging.
+    """
+    pred = pred.float()
+    target = target.float()
+    parts: dict[str, float] = {}
+    total = pred.new_zeros(())
+    if ssim_weight:
+        dssim = 1.0 - ssim_torch(pred, target, mask=weights)
+        total = total + ssim_weight * dssim
+        parts["dssim"] = float(dssim.detach())
+    if mse_weight:
+        err = (pred - target) ** 2
+        mse = err.mean() if weights is None else (err * weights).sum() / (weights.sum() * 3).clamp_min(1e-8)
+        total = total + mse_weight * mse
+        parts["mse"] = float(mse.detach())
+    return total, parts
+
+
+def mask_loss(pred_mask: torch.Tensor, target_mask: torch.Tensor) -> torch.Tensor:
+    """MSE between a learned mask (B, 1, R, R) and the landmark hull mask of the target."""
+    return F.mse_loss(pred_mask.float(), target_mask.float())
+
+
+def gan_generator_loss(fake_logits: torch.Tensor) -> torch.Tensor:
+    """Least-squares GAN: the generator wants the discriminator to say 1 on its output."""
+    return ((fake_logits.float() - 1.0) ** 2).mean()
+
+
+def gan_discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """Least-squares GAN: 1 on real faces, 0 on the decoder's output."""
+    return 0.5 * (((real_logits.float() - 1.0) ** 2).mean() + (fake_logits.float() ** 2).mean())

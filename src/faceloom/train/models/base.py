@@ -1,0 +1,79 @@
+"""What every face-swap architecture provides to the trainer, converter and exporter."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+import torch
+from torch import nn
+
+from faceloom.faces.align import CropType
+
+Side = Literal["a", "b"]
+
+
+@dataclass(frozen=True)
+class TrainDefaults:
+    """Trainer settings an architecture comes with (``original`` keeps faceswap's exactly)."""
+
+    learning_rate: float = 5e-5
+    adam_eps: float = 1e-7
+    adam_betas: tuple[float, float] = (0.5, 0.99)
+    batch_size: int = 16
+    warmup_steps: int = 0
+    ssim_weight: float = 1.0
+    mse_weight: float = 1.0
+    eye_weight: float = 3.0
+    mouth_weight: float = 2.0
+    mask_loss_weight: float = 0.0  # learned-mask models: weight of the mask's own loss
+    coverage: float = 1.0  # share of the crop the model sees (1.0 = the whole crop)
+
+
+class FaceSwapModel(nn.Module):
+    """One shared encoder and a decoder per person (``a`` and ``b``).
+
+    Subclasses set ``resolution``, ``crop``, ``has_mask`` and ``train_defaults``, build
+    ``self.encoder`` and ``self.decoders = nn.ModuleDict({"a": ..., "b": ...})`` in ``__init__``
+    from keyword arguments only, and store those kwargs in ``self._arch`` so ``arch_config()`` can
+    rebuild the same network.
+    """
+
+    name: ClassVar[str] = ""
+    resolution: ClassVar[int] = 64
+    crop: ClassVar[CropType] = "face"
+    has_mask: ClassVar[bool] = False
+    train_defaults: ClassVar[TrainDefaults] = TrainDefaults()
+
+    encoder: nn.Module
+    decoders: nn.ModuleDict
+
+    def __init__(self, **arch: Any) -> None:
+        super().__init__()
+        self._arch: dict[str, Any] = dict(arch)
+
+    def arch_config(self) -> dict[str, Any]:
+        """Keyword arguments that rebuild this network: ``create_model(name, **arch_config())``."""
+        return dict(self._arch)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder(x)  # type: ignore[no-any-return]
+
+    def decode(self, z: torch.Tensor, side: Side) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Decode a latent with one person's decoder.
+
+        Returns:
+            rgb: (B, 3, R, R) in [0, 1]; mask: (B, 1, R, R) in [0, 1] when ``has_mask``, else None.
+        """
+        out = self.decoders[side](z)
+        if self.has_mask:
+            return out[:, :3], out[:, 3:4]
+        return out, None
+
+    def forward(self, x: torch.Tensor, side: Side) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Args: x (B, 3, R, R) in [0, 1]. Returns decode(encode(x), side)."""
+        if x.ndim != 4 or x.shape[1] != 3 or x.shape[2] != self.resolution or x.shape[3] != self.resolution:
+            raise ValueError(
+                f"{self.name}: expected (B, 3, {self.resolution}, {self.resolution}), got {tuple(x.shape)}"
+            )
+        return self.decode(self.encode(x), side)

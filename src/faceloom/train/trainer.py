@@ -1,0 +1,639 @@
+"""The training loop: both sides each step, mixed precision, checkpoints, previews, logs, resume.
+
+Every random draw derives from (seed, step, sample), the model from the seed, and the optimizer
+state is saved with each checkpoint, so ``--resume`` continues the exact fp32 loss curve.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import hashlib
+import math
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from faceloom.config import TrainConfig
+from faceloom.errors import FaceloomError, FormatError, InputError
+from faceloom.faces.faceset import Faceset
+from faceloom.train.data import AugmentConfig, Batch, FaceData, HoldOut, Prefetcher, split_holdout
+from faceloom.train.losses import (
+    gan_discriminator_loss,
+    gan_generator_loss,
+    mask_loss,
+    reconstruction_loss,
+)
+from faceloom.train.modeldir import ModelDir
+from faceloom.train.models import FaceSwapModel, create_model, get_model_class
+from faceloom.train.models.base import Side, TrainDefaults
+from faceloom.train.preview import render_preview
+
+MIN_FACES = 8
+RECOMMENDED_FACES = 300
+SIDES: tuple[Side, Side] = ("a", "b")
+
+
+class TrainError(FaceloomError):
+    """Training cannot go on (NaN loss, out of memory); the last good checkpoint is kept."""
+
+
+ProgressFn = Callable[["StepReport"], None]
+
+
+@dataclass
+class StepReport:
+    step: int
+    end_step: int | None
+    elapsed_s: float
+    losses: dict[str, float]
+    faces_per_s: float
+    holdout: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class TrainResult:
+    model_dir: Path
+    start_step: int
+    step: int
+    seconds: float
+    stopped_by: str
+    losses: dict[str, float]
+    holdout: dict[str, float]
+    warnings: list[str]
+    faces_per_s: float
+
+
+# ---- set-up helpers ---------------------------------------------------------------------------
+
+
+def faceset_fingerprint(fs: Faceset) -> str:
+    """Identity of a faceset's content: a hash of its face ids."""
+    return hashlib.sha256("\n".join(sorted(r.id for r in fs.records)).encode()).hexdigest()[:16]
+
+
+def mean_embedding(fs: Faceset, ids: list[str] | None = None) -> list[float] | None:
+    wanted = set(ids) if ids is not None else None
+    embs = [r.embedding for r in fs.records if r.embedding is not None and (wanted is None or r.id in wanted)]
+    if not embs:
+        return None
+    return [round(float(v), 6) for v in np.mean(np.asarray(embs, dtype=np.float64), axis=0)]
+
+
+def check_facesets(fs_a: Faceset, fs_b: Faceset) -> list[str]:
+    """Refuse facesets that cannot train together; return warnings for ones that are weak."""
+    if fs_a.crop != fs_b.crop or fs_a.size != fs_b.size:
+        raise InputError(
+            f"facesets differ: A is {fs_a.crop} {fs_a.size}px, B is {fs_b.crop} {fs_b.size}px; "
+            "extract both with the same --size",
+            fs_b.root,
+        )
+    warnings = []
+    for name, fs in (("A", fs_a), ("B", fs_b)):
+        n = len(fs.records)
+        if n < MIN_FACES:
+            raise InputError(
+                f"faceset {name} has only {n} faces; training needs at least {MIN_FACES}", fs.root
+            )
+        if n < RECOMMENDED_FACES:
+            warnings.append(
+                f"faceset {name} ({fs.root}) has {n} faces; swaps usually need {RECOMMENDED_FACES}+ "
+                "covering the poses and expressions of the target"
+            )
+    return warnings
+
+
+def resolve_device(choice: str) -> torch.device:
+    from faceloom.runtime import resolve_device as resolve
+
+    return torch.device(resolve(choice))  # type: ignore[arg-type]
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
+    """Autocast dtype for the chosen precision, or None for plain fp32."""
+    if precision == "fp32":
+        return None
+    if precision == "bf16":
+        return torch.bfloat16
+    if precision == "fp16":
+        return torch.float16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    bf16_cpu = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
+    return torch.bfloat16 if callable(bf16_cpu) and bf16_cpu() else None
+
+
+def _dist_info() -> tuple[int, int]:
+    """(rank, world size) under torchrun, else (0, 1)."""
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+
+
+# ---- the trainer ------------------------------------------------------------------------------
+
+
+class Trainer:
+    """Holds one training run. Use :func:`train` unless you need to step it yourself."""
+
+    def __init__(
+        self,
+        a: str | Path | None,
+        b: str | Path | None,
+        out: str | Path,
+        config: TrainConfig,
+        *,
+        resume: bool = False,
+        progress: ProgressFn | None = None,
+        cancel: threading.Event | None = None,
+    ) -> None:
+        self.rank, self.world = _dist_info()
+        self.progress = progress
+        self.cancel = cancel or threading.Event()
+        self.warnings: list[str] = []
+        out = Path(out)
+        existing: ModelDir | None = None
+        if ModelDir.exists(out):
+            if not resume:
+                raise InputError(
+                    "model dir already exists; add --resume to continue it, or pick a new dir", out
+                )
+            existing = ModelDir.load(out)
+            saved = TrainConfig.from_dict(existing.meta.get("train", {}))
+            # Stop rules and run-time knobs come from this command; what shapes the model from the first run.
+            config = replace(
+                saved,
+                learning_rate=config.learning_rate or saved.learning_rate,
+                iterations=config.iterations,
+                minutes=config.minutes,
+                device=config.device,
+                threads=config.threads,
+                save_every=config.save_every,
+                preview_every=config.preview_every,
+                eval_every=config.eval_every,
+                log_every=config.log_every,
+                snapshot_every=config.snapshot_every,
+            )
+            a = a or existing.meta["facesets"]["a"]["path"]
+            b = b or existing.meta["facesets"]["b"]["path"]
+        else:
+            if resume:
+                raise InputError("nothing to resume: no model.json here", out)
+            if a is None or b is None:
+                raise InputError("--a and --b facesets are needed to start training", out)
+        self.config = config
+        self.fs = {"a": Faceset.load(a), "b": Faceset.load(b)}
+        self.warnings += check_facesets(self.fs["a"], self.fs["b"])
+        cls = get_model_class(config.model)
+        self.defaults: TrainDefaults = cls.train_defaults
+        self.batch_size = config.batch_size or self.defaults.batch_size
+        self.lr = config.learning_rate or self.defaults.learning_rate
+        self.warmup = config.warmup_steps if config.warmup_steps is not None else self.defaults.warmup_steps
+        self.device = resolve_device(config.device)
+        self.autocast = resolve_precision(config.precision, self.device)
+        if config.threads:
+            torch.set_num_threads(config.threads)
+
+        torch.manual_seed(config.seed)
+        init_meta: dict[str, Any] = {}
+        if existing is not None:
+            self.model = create_model(existing.meta["architecture"], **existing.meta.get("arch", {}))
+            self.model.load_state_dict(existing.load_weights(), strict=True)
+            self.holdout = {s: HoldOut.from_json(existing.meta["holdout"][s]) for s in SIDES}
+        else:
+            self.model = create_model(config.model)
+            if config.init_from:
+                init_meta = self._init_from(Path(config.init_from))
+            self.holdout = {s: split_holdout(self.fs[s], share=config.holdout_share) for s in SIDES}
+        self.model.to(self.device)
+        self.mdir = existing if existing is not None else self._create_model_dir(out, init_meta)
+
+        self.params = list(self.model.parameters())
+        self.optimizer = torch.optim.Adam(
+            self.params, lr=self.lr, betas=self.defaults.adam_betas, eps=self.defaults.adam_eps
+        )
+        self.step = self.mdir.step
+        opt_state = self.mdir.load_optimizer() if resume else None
+        if opt_state is not None:
+            self.optimizer.load_state_dict(opt_state["optimizer"])
+        self.discriminators: dict[str, torch.nn.Module] = {}
+        self.d_optimizer: torch.optim.Optimizer | None = None
+        if config.gan:
+            self._build_gan(opt_state)
+
+        augment = AugmentConfig(warp=config.warp)
+        res, crop = self.model.resolution, self.model.crop
+        self.data = {
+            s: FaceData(
+                self.fs[s],
+                self.holdout[s].train_ids,
+                crop=crop,
+                resolution=res,
+                seed=config.seed * 1000 + (1 if s == "a" else 2),
+                augment=replace(augment, flip=config.flip_a if s == "a" else config.flip_b),
+                eye_weight=self.defaults.eye_weight,
+                mouth_weight=self.defaults.mouth_weight,
+                coverage=self.defaults.coverage,
+                yaw_balance=config.yaw_balance,
+            )
+            for s in SIDES
+        }
+        eval_ids = {s: self.holdout[s].holdout_ids or self.holdout[s].train_ids for s in SIDES}
+        self.eval_data = {
+            s: FaceData(
+                self.fs[s],
+                eval_ids[s],
+                crop=crop,
+                resolution=res,
+                seed=config.seed,
+                augment=AugmentConfig.off(),
+                coverage=self.defaults.coverage,
+            )
+            for s in SIDES
+        }
+        self.ddp_model: torch.nn.Module = self.model
+        if self.world > 1:
+            self._init_ddp()
+
+    # ---- construction helpers -----------------------------------------------------------------
+    def _init_from(self, path: Path) -> dict[str, Any]:
+        """Start from the weights of a trained model of the same architecture (the cheap way to a pair)."""
+        src = ModelDir.load(path)
+        if src.meta.get("architecture") != self.config.model:
+            raise FormatError(
+                f"--init-from holds a {src.meta.get('architecture')!r} model; "
+                f"this run trains {self.config.model!r}",
+                path,
+            )
+        self.model = create_model(src.meta["architecture"], **src.meta.get("arch", {}))
+        self.model.load_state_dict(src.load_weights(), strict=True)
+        return {"init_from": {"path": str(path.resolve()), "step": src.step}}
+
+    def _create_model_dir(self, out: Path, init_meta: dict[str, Any]) -> ModelDir:
+        fs_meta = {
+            s: {
+                "path": str(self.fs[s].root.resolve()),
+                "fingerprint": faceset_fingerprint(self.fs[s]),
+                "faces": len(self.fs[s].records),
+            }
+            for s in SIDES
+        }
+        meta = {
+            "architecture": self.config.model,
+            "arch": self.model.arch_config(),
+            "resolution": self.model.resolution,
+            "crop": self.model.crop,
+            "has_mask": self.model.has_mask,
+            "train": self.config.to_dict(),
+            "train_defaults": {k: getattr(self.defaults, k) for k in self.defaults.__dataclass_fields__},
+            "facesets": fs_meta,
+            "holdout": {s: self.holdout[s].to_json() for s in SIDES},
+            "embeddings": {s: mean_embedding(self.fs[s], self.holdout[s].train_ids) for s in SIDES},
+            "stored_crop": {"type": self.fs["a"].crop, "size": self.fs["a"].size},
+            **init_meta,
+        }
+        mdir = ModelDir.create(out, meta) if self.rank == 0 else ModelDir(out, meta)
+        if self.rank == 0:
+            mdir.save_checkpoint(0, self.model.state_dict(), None, {})
+        return mdir
+
+    def _build_gan(self, opt_state: dict[str, Any] | None) -> None:
+        from faceloom.train.models.discriminator import PatchDiscriminator
+
+        self.discriminators = {s: PatchDiscriminator().to(self.device) for s in SIDES}
+        d_params = [p for d in self.discriminators.values() for p in d.parameters()]
+        self.d_optimizer = torch.optim.Adam(d_params, lr=self.lr, betas=(0.5, 0.999))
+        if opt_state is not None and "discriminators" in opt_state:
+            for s in SIDES:
+                self.discriminators[s].load_state_dict(opt_state["discriminators"][s])
+            self.d_optimizer.load_state_dict(opt_state["d_optimizer"])
+
+    def _init_ddp(self) -> None:
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+        self.ddp_model = torch.nn.parallel.DistributedDataParallel(self.model, find_unused_parameters=False)
+
+    # ---- one step ---------------------------------------------------------------------------------
+    def _lr_at(self, step: int) -> float:
+        if self.warmup and step < self.warmup:
+            return self.lr * (step + 1) / self.warmup
+        return self.lr
+
+    def _batches(self, step: int) -> dict[str, dict[str, torch.Tensor]]:
+        # Under DDP each rank takes its share of the same global batch.
+        per_rank = max(1, self.batch_size // self.world)
+        lo = self.rank * per_rank
+        out: dict[str, dict[str, torch.Tensor]] = {}
+        for s in SIDES:
+            batch = self.data[s].batch(step, self.batch_size, positions=range(lo, lo + per_rank))
+            out[s] = batch.to_torch(self.device)
+        return out
+
+    def _forward_side(
+        self, model: torch.nn.Module, side: Side, b: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, dict[str, float], torch.Tensor]:
+        with self._autocast():
+            pred, pred_mask = model(b["warped"], side)
+        loss, parts = reconstruction_loss(
+            pred,
+            b["target"],
+            b["weights"],
+            ssim_weight=self.defaults.ssim_weight,
+            mse_weight=self.defaults.mse_weight,
+        )
+        if pred_mask is not None and self.defaults.mask_loss_weight:
+            m_loss = mask_loss(pred_mask, b["mask"])
+            loss = loss + self.defaults.mask_loss_weight * m_loss
+            parts["mask"] = float(m_loss.detach())
+        return loss, parts, pred
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.autocast is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast)
+
+    def train_step(self, step: int, batches: dict[str, dict[str, torch.Tensor]]) -> dict[str, float]:
+        """One optimizer step on a batch of each side; returns the float losses."""
+        self.model.train()
+        for group in self.optimizer.param_groups:
+            group["lr"] = self._lr_at(step)
+        self.optimizer.zero_grad(set_to_none=True)
+        total: torch.Tensor | None = None
+        logged: dict[str, float] = {}
+        preds: dict[str, torch.Tensor] = {}
+        for s in SIDES:
+            loss, parts, pred = self._forward_side(self.ddp_model, s, batches[s])
+            preds[s] = pred
+            if self.discriminators:
+                with self._autocast():
+                    fake_logits = self.discriminators[s](pred)
+                g_loss = gan_generator_loss(fake_logits)
+                loss = loss + self.config.gan_weight * g_loss
+                parts["gan_g"] = float(g_loss.detach())
+            logged[f"loss_{s}"] = float(loss.detach())
+            logged.update({f"{k}_{s}": v for k, v in parts.items()})
+            total = loss if total is None else total + loss
+        assert total is not None
+        if not math.isfinite(float(total.detach())):
+            raise TrainError(
+                f"loss became {float(total.detach())} at step {step}; "
+                f"kept the checkpoint of step {self.mdir.step}. "
+                f"Try a lower --learning-rate (now {self.lr:g}) or --precision fp32"
+            )
+        total.backward()
+        self.optimizer.step()
+        if self.discriminators and self.d_optimizer is not None:
+            self.d_optimizer.zero_grad(set_to_none=True)
+            d_total = None
+            for s in SIDES:
+                with self._autocast():
+                    real = self.discriminators[s](batches[s]["target"])
+                    fake = self.discriminators[s](preds[s].detach())
+                d_loss = gan_discriminator_loss(real, fake)
+                logged[f"gan_d_{s}"] = float(d_loss.detach())
+                d_total = d_loss if d_total is None else d_total + d_loss
+            assert d_total is not None
+            d_total.backward()
+            self.d_optimizer.step()
+        if self.world > 1:
+            logged = self._mean_over_ranks(logged)
+        return logged
+
+    def _mean_over_ranks(self, values: dict[str, float]) -> dict[str, float]:
+        """Average logged losses over DDP ranks, so the log shows the loss of the whole global batch."""
+        import torch.distributed as dist
+
+        keys = sorted(values)
+        t = torch.tensor([values[k] for k in keys], dtype=torch.float64)
+        dist.all_reduce(t)
+        return {k: float(v) / self.world for k, v in zip(keys, t.tolist(), strict=True)}
+
+    # ---- evaluation, previews, checkpoints --------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(self, n: int = 32) -> dict[str, float]:
+        """Masked SSIM of reconstructions of held-out faces (never trained on), per side."""
+        from faceloom.metrics import ssim_torch
+
+        self.model.eval()
+        out = {}
+        for s in SIDES:
+            b = self.eval_data[s].fixed(min(n, len(self.eval_data[s]))).to_torch(self.device)
+            with self._autocast():
+                pred, _ = self.model(b["target"], s)
+            out[f"holdout_ssim_{s}"] = float(ssim_torch(pred.float(), b["target"], mask=b["mask"]))
+        return out
+
+    def save(self, snapshot: bool = False) -> None:
+        if self.rank != 0:
+            return
+        opt_state: dict[str, Any] = {"optimizer": self.optimizer.state_dict(), "step": self.step}
+        if self.discriminators and self.d_optimizer is not None:
+            opt_state["discriminators"] = {s: d.state_dict() for s, d in self.discriminators.items()}
+            opt_state["d_optimizer"] = self.d_optimizer.state_dict()
+        self.mdir.save_checkpoint(self.step, self.model.state_dict(), opt_state, {}, snapshot=snapshot)
+
+    def preview(self) -> Path | None:
+        if self.rank != 0:
+            return None
+        self.model.eval()
+        n = 6
+        batches = {s: self.eval_data[s].fixed(min(n, len(self.eval_data[s]))) for s in SIDES}
+        with torch.no_grad(), self._autocast():
+            image = render_preview(self.model, batches["a"], batches["b"], self.device)
+        from faceloom.media.writer import write_image
+
+        path = self.mdir.root / "previews" / f"step_{self.step:08d}.png"
+        write_image(path, image, label_extra={"model_step": self.step})
+        write_image(self.mdir.root / "previews" / "latest.png", image, label_extra={"model_step": self.step})
+        return path
+
+    # ---- the loop -----------------------------------------------------------------------------------
+    def run(self) -> TrainResult:
+        cfg = self.config
+        start_step = self.step
+        end_step = start_step + cfg.iterations if cfg.iterations else None
+        if end_step is None and cfg.minutes is None:
+            raise InputError("give a stop rule: --iterations N or --minutes M (Ctrl-C also stops and saves)")
+        deadline = time.monotonic() + cfg.minutes * 60 if cfg.minutes else None
+        log = _CsvLog(self.mdir.root / "log.csv", start_step) if self.rank == 0 else None
+        tb = _tensorboard(self.mdir.root / "tensorboard") if self.rank == 0 else None
+        prefetch = Prefetcher(self._batches, start_step, depth=3)
+        t0 = time.monotonic()
+        last: dict[str, float] = {}
+        holdout: dict[str, float] = {}
+        stopped_by = "iterations"
+        faces_done = 0
+        window_t, window_faces = time.monotonic(), 0
+        faces_per_s = 0.0
+        try:
+            while True:
+                if end_step is not None and self.step >= end_step:
+                    stopped_by = "iterations"
+                    break
+                if deadline is not None and time.monotonic() >= deadline:
+                    stopped_by = "minutes"
+                    break
+                if self.cancel.is_set():
+                    stopped_by = "cancelled"
+                    break
+                batches = prefetch.get(self.step)
+                last = self.train_step(self.step, batches)
+                self.step += 1
+                n_faces = 2 * self.batch_size
+                faces_done += n_faces
+                window_faces += n_faces
+                now = time.monotonic()
+                if now - window_t >= 5.0 or (end_step is not None and self.step == end_step):
+                    faces_per_s = window_faces / max(now - window_t, 1e-9)
+                    window_t, window_faces = now, 0
+                if cfg.eval_every and self.step % cfg.eval_every == 0:
+                    holdout = self.evaluate()
+                if log is not None and (self.step % cfg.log_every == 0 or self.step == end_step):
+                    row = {
+                        "step": self.step,
+                        "time_s": round(now - t0, 3),
+                        "lr": self._lr_at(self.step - 1),
+                        **last,
+                    }
+                    row.update(holdout if self.step % max(cfg.eval_every, 1) == 0 else {})
+                    log.write(row)
+                    if tb is not None:
+                        for k, v in row.items():
+                            if k not in ("step", "time_s"):
+                                tb.add_scalar(k, v, self.step)
+                if cfg.preview_every and self.step % cfg.preview_every == 0:
+                    self.preview()
+                snapshot = bool(cfg.snapshot_every) and self.step % cfg.snapshot_every == 0
+                if (cfg.save_every and self.step % cfg.save_every == 0) or snapshot:
+                    self.save(snapshot=snapshot)
+                if self.progress is not None:
+                    self.progress(StepReport(self.step, end_step, now - t0, last, faces_per_s, holdout))
+        except KeyboardInterrupt:
+            stopped_by = "interrupted"
+        finally:
+            prefetch.close()
+            if log is not None:
+                log.close()
+            if tb is not None:
+                tb.close()
+        if self.mdir.step != self.step:
+            self.save()
+        holdout = self.evaluate()
+        if self.rank == 0 and cfg.preview_every:
+            self.preview()
+        if stopped_by == "interrupted":
+            raise KeyboardInterrupt
+        elapsed = time.monotonic() - t0
+        return TrainResult(
+            model_dir=self.mdir.root,
+            start_step=start_step,
+            step=self.step,
+            seconds=elapsed,
+            stopped_by=stopped_by,
+            losses=last,
+            holdout=holdout,
+            warnings=self.warnings,
+            faces_per_s=faces_done / max(elapsed, 1e-9),
+        )
+
+
+def train(
+    a: str | Path | None,
+    b: str | Path | None,
+    out: str | Path,
+    config: TrainConfig,
+    *,
+    resume: bool = False,
+    progress: ProgressFn | None = None,
+    cancel: threading.Event | None = None,
+) -> TrainResult:
+    """Train (or with ``resume`` continue) a face-swap model on facesets A and B into ``out``."""
+    trainer = Trainer(a, b, out, config, resume=resume, progress=progress, cancel=cancel)
+    try:
+        return trainer.run()
+    except RuntimeError as exc:
+        if "out of memory" in str(exc).lower():
+            raise TrainError(
+                f"out of memory at batch size {trainer.batch_size}; "
+                f"try --batch-size {max(1, trainer.batch_size // 2)}"
+            ) from exc
+        raise
+
+
+def load_model(model_dir: str | Path, device: str = "cpu") -> tuple[FaceSwapModel, ModelDir]:
+    """A trained model in eval mode, and its model dir."""
+    mdir = ModelDir.load(model_dir)
+    model = create_model(mdir.meta["architecture"], **mdir.meta.get("arch", {}))
+    model.load_state_dict(mdir.load_weights(), strict=True)
+    model.eval().to(device)
+    return model, mdir
+
+
+# ---- logging ------------------------------------------------------------------------------------
+
+
+class _CsvLog:
+    """Appends rows to log.csv. On resume, rows past the step training restarts from are dropped."""
+
+    COLUMNS_LAST = ("holdout_ssim_a", "holdout_ssim_b")
+
+    def __init__(self, path: Path, start_step: int) -> None:
+        self.path = path
+        self.columns: list[str] | None = None
+        if path.exists():
+            with open(path, newline="") as fh:
+                reader = csv.DictReader(fh)
+                self.columns = list(reader.fieldnames or [])
+                kept = [r for r in reader if int(float(r["step"])) <= start_step]
+            self._rewrite(kept)
+        self.fh: Any = None
+
+    def _rewrite(self, rows: list[dict[str, str]]) -> None:
+        import io
+
+        from faceloom.fsutil import atomic_write_text
+
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=self.columns or ["step"], extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+        atomic_write_text(self.path, buf.getvalue())
+
+    def write(self, row: dict[str, Any]) -> None:
+        if self.columns is None:
+            self.columns = list(row) + [c for c in self.COLUMNS_LAST if c not in row]
+            self._rewrite([])
+        if self.fh is None:
+            self.fh = open(self.path, "a", newline="")  # noqa: SIM115 - kept open across steps
+        writer = csv.DictWriter(self.fh, fieldnames=self.columns, extrasaction="ignore")
+        writer.writerow({k: (round(v, 6) if isinstance(v, float) else v) for k, v in row.items()})
+        self.fh.flush()
+
+    def close(self) -> None:
+        if self.fh is not None:
+            self.fh.close()
+
+
+def _tensorboard(path: Path) -> Any:
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard not installed: the CSV log still has everything
+        return None
+    return SummaryWriter(str(path))
+
+
+def iter_log(model_dir: str | Path) -> Iterator[dict[str, str]]:
+    path = Path(model_dir) / "log.csv"
+    if path.exists():
+        with open(path, newline="") as fh:
+            yield from csv.DictReader(fh)
+
+
+__all__ = ["Batch", "TrainError", "TrainResult", "Trainer", "load_model", "train"]

@@ -1,0 +1,299 @@
+"""Training on real faces: it learns, its swaps move toward the wanted identity, resume is exact,
+a killed run stays loadable, DDP matches one process, ONNX matches PyTorch, bad input is refused."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from faceloom.config import ExtractConfig, TrainConfig
+from faceloom.errors import FormatError, InputError
+from faceloom.extract import extract
+from faceloom.faces.faceset import Faceset
+from faceloom.media.writer import read_label
+from faceloom.train.data import FaceData
+from faceloom.train.evaluate import identity_scores
+from faceloom.train.modeldir import ModelDir
+from faceloom.train.models import create_model
+from faceloom.train.trainer import Trainer, TrainError, load_model, train
+
+REPO = Path(__file__).resolve().parent.parent
+LITE_STEPS = 300
+
+
+@pytest.fixture(scope="session")
+def pair(
+    grid: dict[str, Path], crema: list[Path], tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, Path]:
+    """A = GRID speaker g3 (two clips), B = the CREMA-D actor (six clips)."""
+    root = tmp_path_factory.mktemp("pair")
+    extract([grid["g3"], grid["g3b"]], root / "a")
+    extract(crema, root / "b", ExtractConfig(every_n=2))
+    return root / "a", root / "b"
+
+
+def _lite(**kw: object) -> TrainConfig:
+    base = TrainConfig(model="lite", save_every=100, preview_every=100, log_every=10, eval_every=100)
+    return replace(base, **kw)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def trained_lite(pair: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The one small model of the test session, reused by the tests that need a trained model."""
+    out = tmp_path_factory.mktemp("models") / "lite"
+    train(pair[0], pair[1], out, _lite(iterations=LITE_STEPS))
+    return out
+
+
+def _log(model_dir: Path) -> list[dict[str, str]]:
+    with open(model_dir / "log.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_lite_learns_holdout_faces(pair: tuple[Path, Path], trained_lite: Path) -> None:
+    untrained = Trainer(pair[0], pair[1], trained_lite.parent / "untrained", _lite(iterations=1)).evaluate()
+    _, mdir = load_model(trained_lite)
+    assert mdir.step == LITE_STEPS and mdir.meta["architecture"] == "lite"
+    rows = _log(trained_lite)
+    trained = {k: float(v) for k, v in rows[-1].items() if k.startswith("holdout_ssim_") and v}
+    if not trained:
+        trained = {k: float(v) for r in rows for k, v in r.items() if k.startswith("holdout_ssim_") and v}
+    for side in ("a", "b"):
+        assert trained[f"holdout_ssim_{side}"] > untrained[f"holdout_ssim_{side}"] + 0.15, (
+            trained,
+            untrained,
+        )
+    losses = [float(r["loss_a"]) + float(r["loss_b"]) for r in rows]
+    assert np.mean(losses[-3:]) < 0.6 * np.mean(losses[:3])
+    # held-out faces are whole clips or contiguous blocks, never trained on
+    for side in ("a", "b"):
+        h = mdir.meta["holdout"][side]
+        assert h["holdout_ids"] and not set(h["holdout_ids"]) & set(h["train_ids"])
+    preview = trained_lite / "previews" / "latest.png"
+    assert preview.exists() and read_label(preview) is not None
+
+
+def test_swaps_move_toward_wanted_identity(pair: tuple[Path, Path], trained_lite: Path) -> None:
+    fs_a = Faceset.load(pair[0])
+    model, mdir = load_model(trained_lite)
+    held = set(mdir.meta["holdout"]["a"]["holdout_ids"])
+    records = [r for r in fs_a.records if r.id in held][:12]
+    emb_a = np.asarray(mdir.meta["embeddings"]["a"])
+    emb_b = np.asarray(mdir.meta["embeddings"]["b"])
+    torch.manual_seed(0)
+    fresh = create_model("lite")
+    before = identity_scores(fresh, fs_a, records, "b", emb_b, emb_a)
+    after = identity_scores(model, fs_a, records, "b", emb_b, emb_a)
+    # Trained swaps of A's held-out faces sit closer to B than untrained output does, and closer
+    # to B than to A relative to where they started.
+    assert after.to_target < before.to_target - 0.05, (before, after)
+    assert after.to_target - after.to_source < before.to_target - before.to_source, (before, after)
+
+
+def test_resume_continues_the_exact_fp32_curve(pair: tuple[Path, Path], tmp_path: Path) -> None:
+    cfg = _lite(precision="fp32", batch_size=4, save_every=10, preview_every=0, eval_every=0, log_every=1)
+    train(pair[0], pair[1], tmp_path / "straight", replace(cfg, iterations=20))
+    train(pair[0], pair[1], tmp_path / "resumed", replace(cfg, iterations=10))
+    train(None, None, tmp_path / "resumed", replace(cfg, iterations=10), resume=True)
+    straight, resumed = _log(tmp_path / "straight"), _log(tmp_path / "resumed")
+    assert [r["step"] for r in resumed] == [str(i) for i in range(1, 21)]
+    for r1, r2 in zip(straight, resumed, strict=True):
+        assert float(r1["loss_a"]) == pytest.approx(float(r2["loss_a"]), rel=1e-5, abs=1e-6)
+        assert float(r1["loss_b"]) == pytest.approx(float(r2["loss_b"]), rel=1e-5, abs=1e-6)
+
+
+def test_killed_training_stays_loadable_and_resumes(pair: tuple[Path, Path], tmp_path: Path) -> None:
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "faceloom", "-q", "train", "--a", pair[0], "--b", pair[1], "--out", out]
+    cmd += [
+        "--model",
+        "lite",
+        "--iterations",
+        "100000",
+        "--save-every",
+        "3",
+        "--preview-every",
+        "0",
+        "--batch-size",
+        "4",
+    ]
+    proc = subprocess.Popen([str(c) for c in cmd], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline:
+            if ModelDir.exists(out) and ModelDir.load(out).step >= 9:
+                break
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            time.sleep(0.05)
+        time.sleep(0.37)  # land somewhere inside the next save
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    _, mdir = load_model(out)
+    step = mdir.step
+    assert step >= 9 and step % 3 == 0
+    result = train(None, None, out, _lite(iterations=3, batch_size=4), resume=True)
+    assert result.step == step + 3 and result.start_step == step
+
+
+def test_ddp_two_processes_match_one(pair: tuple[Path, Path], tmp_path: Path) -> None:
+    common = ["train", "--a", str(pair[0]), "--b", str(pair[1]), "--model", "lite", "--iterations", "3"]
+    common += ["--precision", "fp32", "--batch-size", "8", "--preview-every", "0", "--save-every", "3"]
+    common += ["--log-every", "1", "-q"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    single = subprocess.run(
+        [sys.executable, "-m", "faceloom", *common[:-1], "--out", str(tmp_path / "one"), "--threads", "2"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert single.returncode == 0, single.stderr
+    ddp = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc-per-node",
+            "2",
+            "--master-port",
+            "29517",
+            "-m",
+            "faceloom",
+            *common[:-1],
+            "--out",
+            str(tmp_path / "two"),
+            "--threads",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    one, two = _log(tmp_path / "one"), _log(tmp_path / "two")
+    assert len(one) == len(two) == 3
+    for r1, r2 in zip(one, two, strict=True):
+        assert float(r1["loss_a"]) == pytest.approx(float(r2["loss_a"]), rel=1e-3)
+        assert float(r1["loss_b"]) == pytest.approx(float(r2["loss_b"]), rel=1e-3)
+
+
+def test_onnx_export_matches_pytorch(pair: tuple[Path, Path], trained_lite: Path, tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    from faceloom.train.evaluate import model_inputs
+
+    out = tmp_path / "lite_b.onnx"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "faceloom",
+            "export",
+            str(trained_lite),
+            "--onnx",
+            str(out),
+            "--to",
+            "b",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["to"] == "b"
+    model, _ = load_model(trained_lite)
+    fs_a = Faceset.load(pair[0])
+    faces = model_inputs(fs_a, fs_a.records[:5], model.crop, model.resolution)
+    x = torch.from_numpy(faces).permute(0, 3, 1, 2).float() / 255
+    with torch.no_grad():
+        expected, _ = model(x, "b")
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"face": x.numpy()})[0]
+    assert got.shape == tuple(expected.shape)
+    assert float(np.abs(got - expected.numpy()).max()) < 1e-3
+    meta = {p.key: p.value for p in __import__("onnx").load(str(out)).metadata_props}
+    assert meta["faceloom_architecture"] == "lite" and meta["faceloom_to"] == "b"
+
+
+def test_init_from_a_trained_model_starts_ahead(
+    pair: tuple[Path, Path], trained_lite: Path, tmp_path: Path
+) -> None:
+    cfg = _lite(iterations=20, preview_every=0, eval_every=20, save_every=20)
+    scratch = train(pair[1], pair[0], tmp_path / "scratch", cfg)
+    warm = train(pair[1], pair[0], tmp_path / "warm", replace(cfg, init_from=str(trained_lite)))
+    assert ModelDir.load(tmp_path / "warm").meta["init_from"]["step"] == LITE_STEPS
+    for side in ("a", "b"):
+        assert warm.holdout[f"holdout_ssim_{side}"] > scratch.holdout[f"holdout_ssim_{side}"] + 0.05
+
+
+def test_bad_training_input(pair: tuple[Path, Path], trained_lite: Path, tmp_path: Path) -> None:
+    tiny = tmp_path / "tiny"
+    fs = Faceset.load(pair[0])
+    small = Faceset.create(tiny, size=fs.size, crop=fs.crop, image_format=fs.image_format)
+    for r in fs.records[:5]:
+        (tiny / r.file).write_bytes(fs.image_path(r).read_bytes())
+        small.records.append(r)
+    small.save()
+    with pytest.raises(InputError, match="only 5 faces"):
+        train(tiny, pair[1], tmp_path / "m1", _lite(iterations=1))
+    other_size = tmp_path / "other_size"
+    extract(
+        [REPO.parent / "shared" / "data" / "grid" / "bbaf2n.mpg"],
+        other_size,
+        ExtractConfig(size=256, every_n=5),
+    )
+    with pytest.raises(InputError, match="extract both with the same --size"):
+        train(pair[0], other_size, tmp_path / "m2", _lite(iterations=1))
+    with pytest.raises(FormatError, match="'lite' model"):
+        train(
+            pair[0],
+            pair[1],
+            tmp_path / "m3",
+            _lite(model="original", iterations=1, init_from=str(trained_lite)),
+        )
+    with pytest.raises(InputError, match="already exists"):
+        train(pair[0], pair[1], trained_lite, _lite(iterations=1))
+    meta = json.loads((trained_lite / "model.json").read_text())
+    future = tmp_path / "future"
+    future.mkdir()
+    (future / "model.json").write_text(json.dumps({**meta, "version": 99}))
+    with pytest.raises(FormatError, match="version 99"):
+        load_model(future)
+
+
+def test_nan_loss_stops_and_keeps_last_checkpoint(
+    pair: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "nan"
+    train(pair[0], pair[1], out, _lite(iterations=4, save_every=2, batch_size=4, preview_every=0))
+    good = {k: v.clone() for k, v in load_model(out)[0].state_dict().items()}
+    real_batch = FaceData.batch
+
+    def poisoned(self: FaceData, step: int, batch_size: int, **kw: Any) -> Any:
+        b = real_batch(self, step, batch_size, **kw)
+        if step >= 6:  # a corrupt sample makes the loss NaN after the step-6 checkpoint
+            b.target[:] = np.nan
+        return b
+
+    monkeypatch.setattr(FaceData, "batch", poisoned)
+    with pytest.raises(TrainError, match="loss became nan at step 6; kept the checkpoint of step 6"):
+        train(None, None, out, _lite(iterations=50, save_every=2, batch_size=4, preview_every=0), resume=True)
+    model, mdir = load_model(out)
+    assert mdir.step == 6
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert any(not torch.equal(good[k], v) for k, v in model.state_dict().items()), "steps 4-6 were kept"
