@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -112,7 +113,7 @@ def main() -> None:
         extract(crema, root / "b")
         extract([grid / "bbaf2n.mpg"], root / "other_a")
         extract([grid / "brbk7n.mpg"], root / "other_b")
-        base = {"save_every": 0, "preview_every": 0, "eval_every": 0, "log_every": 10**9}
+        base: dict[str, Any] = {"save_every": 0, "preview_every": 0, "eval_every": 0, "log_every": 10**9}
         results: dict[str, dict] = {}
         runs = [
             ("original", TrainConfig(model="original", **base)),

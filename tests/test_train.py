@@ -44,9 +44,9 @@ def pair(
     return root / "a", root / "b"
 
 
-def _lite(**kw: object) -> TrainConfig:
+def _lite(**kw: Any) -> TrainConfig:
     base = TrainConfig(model="lite", save_every=100, preview_every=100, log_every=10, eval_every=100)
-    return replace(base, **kw)  # type: ignore[arg-type]
+    return replace(base, **kw)
 
 
 @pytest.fixture(scope="session")
@@ -297,3 +297,22 @@ def test_nan_loss_stops_and_keeps_last_checkpoint(
     assert mdir.step == 6
     assert all(torch.isfinite(p).all() for p in model.parameters())
     assert any(not torch.equal(good[k], v) for k, v in model.state_dict().items()), "steps 4-6 were kept"
+
+
+def test_gan_option_and_pretrain_prior(pair: tuple[Path, Path], tmp_path: Path) -> None:
+    gan = train(pair[0], pair[1], tmp_path / "gan", _lite(iterations=4, batch_size=4, gan=True, log_every=1))
+    rows = _log(tmp_path / "gan")
+    assert {"gan_g_a", "gan_d_a", "gan_g_b", "gan_d_b"} <= set(rows[-1])
+    assert all(np.isfinite(float(r["gan_d_a"])) for r in rows)
+    assert gan.step == 4
+    # the discriminators' state travels with the checkpoint, so a GAN run resumes too
+    resumed = train(None, None, tmp_path / "gan", _lite(iterations=2, batch_size=4), resume=True)
+    assert resumed.step == 6
+
+    from faceloom.train.pretrain import pretrain
+
+    prior = pretrain([pair[0], pair[1]], tmp_path / "prior", _lite(iterations=3, batch_size=4))
+    meta = ModelDir.load(prior.model_dir).meta
+    fs = meta["facesets"]
+    assert fs["a"]["path"] == fs["b"]["path"]
+    assert fs["a"]["faces"] == len(Faceset.load(pair[0]).records) + len(Faceset.load(pair[1]).records)

@@ -109,3 +109,23 @@ def filter_native_stderr() -> Iterator[None]:
         sys.stderr.close()
         sys.stderr = old_stderr
         os.close(real)
+
+
+def keep_freed_memory() -> None:
+    """Stop glibc handing freed buffers back to the OS after every training step.
+
+    Without it each step page-faults ~1 GB of fresh memory for bf16 weight copies and gradients
+    (measured: `original` bf16 at 34 instead of 38 faces/s). No-op off glibc.
+    """
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if not name or not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(name)
+        libc.mallopt(-4, 0)  # M_MMAP_MAX: serve large blocks from the heap, not fresh mmaps
+        libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD: keep up to 1 GiB of freed heap
+    except (OSError, AttributeError):
+        pass

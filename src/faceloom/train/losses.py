@@ -42,6 +42,44 @@ def reconstruction_loss(
     return total, parts
 
 
+def faceswap_loss(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    mask: torch.Tensor,
+    weights: torch.Tensor,
+    *,
+    eye_weight: float = 3.0,
+    mouth_weight: float = 2.0,
+    ssim_weight: float = 1.0,
+    mse_weight: float = 1.0,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """faceswap's penalised mask loss: L(y*M, p*M) + eye * L(y*E, p*E) + mouth * L(y*Mo, p*Mo) with
+    L = ssim_weight * DSSIM + mse_weight * MSE over all pixels and DSSIM = (1 - SSIM) / 2.
+
+    Args:
+        pred, target: (B, 3, R, R) in [0, 1]; mask: (B, 1, R, R) face mask M;
+        weights: (B, 1, R, R) weight map whose eye and mouth areas carry ``eye_weight`` and
+            ``mouth_weight`` (the eye mask E and mouth mask Mo are read off it).
+    """
+    pred, target = pred.float(), target.float()
+    eyes = (weights - eye_weight).abs().lt(1e-3).float()
+    mouth = (weights - mouth_weight).abs().lt(1e-3).float()
+    parts: dict[str, float] = {}
+
+    def term(m: torch.Tensor, name: str) -> torch.Tensor:
+        p, t = pred * m, target * m
+        value = pred.new_zeros(())
+        if ssim_weight:
+            value = value + ssim_weight * (1.0 - ssim_torch(p, t)) / 2
+        if mse_weight:
+            value = value + mse_weight * ((p - t) ** 2).mean()
+        parts[name] = float(value.detach())
+        return value
+
+    total = term(mask, "face") + eye_weight * term(eyes, "eyes") + mouth_weight * term(mouth, "mouth")
+    return total, parts
+
+
 def mask_loss(pred_mask: torch.Tensor, target_mask: torch.Tensor) -> torch.Tensor:
     """MSE between a learned mask (B, 1, R, R) and the landmark hull mask of the target."""
     return F.mse_loss(pred_mask.float(), target_mask.float())

@@ -26,6 +26,7 @@ from faceloom.errors import FaceloomError, FormatError, InputError
 from faceloom.faces.faceset import Faceset
 from faceloom.train.data import AugmentConfig, Batch, FaceData, HoldOut, Prefetcher, split_holdout
 from faceloom.train.losses import (
+    faceswap_loss,
     gan_discriminator_loss,
     gan_generator_loss,
     mask_loss,
@@ -198,6 +199,9 @@ class Trainer:
         self.autocast = resolve_precision(config.precision, self.device)
         if config.threads:
             torch.set_num_threads(config.threads)
+        from faceloom.runtime import keep_freed_memory
+
+        keep_freed_memory()
 
         torch.manual_seed(config.seed)
         init_meta: dict[str, Any] = {}
@@ -214,8 +218,9 @@ class Trainer:
         self.mdir = existing if existing is not None else self._create_model_dir(out, init_meta)
 
         self.params = list(self.model.parameters())
+        # fused Adam: one kernel over all parameters, ~5x faster than the per-tensor loop on CPU.
         self.optimizer = torch.optim.Adam(
-            self.params, lr=self.lr, betas=self.defaults.adam_betas, eps=self.defaults.adam_eps
+            self.params, lr=self.lr, betas=self.defaults.adam_betas, eps=self.defaults.adam_eps, fused=True
         )
         self.step = self.mdir.step
         opt_state = self.mdir.load_optimizer() if resume else None
@@ -336,23 +341,30 @@ class Trainer:
             out[s] = batch.to_torch(self.device)
         return out
 
-    def _forward_side(
-        self, model: torch.nn.Module, side: Side, b: dict[str, torch.Tensor]
-    ) -> tuple[torch.Tensor, dict[str, float], torch.Tensor]:
-        with self._autocast():
-            pred, pred_mask = model(b["warped"], side)
-        loss, parts = reconstruction_loss(
-            pred,
-            b["target"],
-            b["weights"],
-            ssim_weight=self.defaults.ssim_weight,
-            mse_weight=self.defaults.mse_weight,
-        )
-        if pred_mask is not None and self.defaults.mask_loss_weight:
+    def _side_loss(
+        self, pred: torch.Tensor, pred_mask: torch.Tensor | None, b: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        d = self.defaults
+        if d.loss_style == "faceswap":
+            loss, parts = faceswap_loss(
+                pred,
+                b["target"],
+                b["mask"],
+                b["weights"],
+                eye_weight=d.eye_weight,
+                mouth_weight=d.mouth_weight,
+                ssim_weight=d.ssim_weight,
+                mse_weight=d.mse_weight,
+            )
+        else:
+            loss, parts = reconstruction_loss(
+                pred, b["target"], b["weights"], ssim_weight=d.ssim_weight, mse_weight=d.mse_weight
+            )
+        if pred_mask is not None and d.mask_loss_weight:
             m_loss = mask_loss(pred_mask, b["mask"])
-            loss = loss + self.defaults.mask_loss_weight * m_loss
+            loss = loss + d.mask_loss_weight * m_loss
             parts["mask"] = float(m_loss.detach())
-        return loss, parts, pred
+        return loss, parts
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
         if self.autocast is None:
@@ -368,8 +380,13 @@ class Trainer:
         total: torch.Tensor | None = None
         logged: dict[str, float] = {}
         preds: dict[str, torch.Tensor] = {}
-        for s in SIDES:
-            loss, parts, pred = self._forward_side(self.ddp_model, s, batches[s])
+        # One encoder pass over both sides' faces, then each half through its own decoder.
+        n_a = batches["a"]["warped"].shape[0]
+        with self._autocast():
+            rgb, masks = self.ddp_model(torch.cat([batches["a"]["warped"], batches["b"]["warped"]]), "ab")
+        for s, sl in (("a", slice(0, n_a)), ("b", slice(n_a, None))):
+            pred = rgb[sl]
+            loss, parts = self._side_loss(pred, None if masks is None else masks[sl], batches[s])
             preds[s] = pred
             if self.discriminators:
                 with self._autocast():

@@ -27,6 +27,10 @@ class TrainDefaults:
     eye_weight: float = 3.0
     mouth_weight: float = 2.0
     mask_loss_weight: float = 0.0  # learned-mask models: weight of the mask's own loss
+    loss_style: Literal["faceswap", "weighted"] = "weighted"
+    """faceswap: DSSIM/2 + MSE on mask-multiplied images, plus eye and mouth terms added on top
+    (faceswap's penalised mask loss, kept exact for ``original``); weighted: one per-pixel weight
+    map (0 outside the face, 1 on it, eye/mouth multipliers) normalised by its sum."""
     coverage: float = 1.0  # share of the crop the model sees (1.0 = the whole crop)
 
 
@@ -70,10 +74,23 @@ class FaceSwapModel(nn.Module):
             return out[:, :3], out[:, 3:4]
         return out, None
 
-    def forward(self, x: torch.Tensor, side: Side) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Args: x (B, 3, R, R) in [0, 1]. Returns decode(encode(x), side)."""
+    def forward(
+        self, x: torch.Tensor, side: Side | Literal["ab"]
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Args: x (B, 3, R, R) in [0, 1]. Returns decode(encode(x), side).
+
+        ``side="ab"``: the first half of the batch is person A's faces, the second half B's; the
+        encoder runs once on all of them (no batch statistics, so the result equals two passes, and
+        it is faster) and each half goes through its own decoder.
+        """
         if x.ndim != 4 or x.shape[1] != 3 or x.shape[2] != self.resolution or x.shape[3] != self.resolution:
             raise ValueError(
                 f"{self.name}: expected (B, 3, {self.resolution}, {self.resolution}), got {tuple(x.shape)}"
             )
-        return self.decode(self.encode(x), side)
+        if side != "ab":
+            return self.decode(self.encode(x), side)
+        za, zb = self.encode(x).chunk(2)
+        rgb_a, mask_a = self.decode(za, "a")
+        rgb_b, mask_b = self.decode(zb, "b")
+        masks = torch.cat([mask_a, mask_b]) if mask_a is not None and mask_b is not None else None
+        return torch.cat([rgb_a, rgb_b]), masks

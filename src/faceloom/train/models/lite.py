@@ -1,0 +1,106 @@
+"""``lite``: a small 64 px model that learns a recognisable swap on two CPU cores in minutes.
+
+The same shape as ``original`` (strided 5x5 convs down to 4x4, a dense bottleneck, pixel-shuffle
+upscales) at about an eighth of its compute, so the demo and the tests can train it for real::
+
+    encoder  64x64x3 -> conv 5x5/2: w -> 2w -> 4w -> 8w (4x4)      LeakyReLU(0.1) after each
+                     -> Dense(latent) -> Dense(4*4*8w) -> upscale to 8x8x4w
+    decoder  8x8x4w -> upscale 4w -> 2w -> w (64x64) -> 3x3 conv to 3, sigmoid
+
+With the defaults (``width=32``, ``latent=256``) that is ~0.26 GMAC per face against ``original``'s
+~1.9, and 6.3 M parameters; it trains about 6x faster than ``original``.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import torch
+from torch import nn
+
+from faceloom.train.models import register
+from faceloom.train.models.base import FaceSwapModel, TrainDefaults
+from faceloom.train.models.original import ConvBlock, SigmoidOut, Upscale
+
+__all__ = ["LiteModel"]
+
+
+def _dense(in_f: int, out_f: int) -> nn.Linear:
+    layer = nn.Linear(in_f, out_f)
+    nn.init.xavier_uniform_(layer.weight)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
+class LiteEncoder(nn.Module):
+    """Shared encoder. Shapes: (B, 3, 64, 64) -> (B, 4 * width, 8, 8)."""
+
+    def __init__(self, width: int, latent: int) -> None:
+        super().__init__()
+        chans = [3, width, 2 * width, 4 * width, 8 * width]
+        self.convs = nn.Sequential(*(ConvBlock(a, b, tf_padding=False) for a, b in itertools.pairwise(chans)))
+        self._deep = 8 * width
+        self.dense1 = _dense(self._deep * 4 * 4, latent)
+        self.dense2 = _dense(latent, self._deep * 4 * 4)
+        self.upscale = Upscale(self._deep, 4 * width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.dense2(self.dense1(self.convs(x).flatten(1)))
+        return self.upscale(z.view(-1, self._deep, 4, 4))  # type: ignore[no-any-return]
+
+
+class LiteDecoder(nn.Sequential):
+    """One person's decoder. Shapes: (B, 4 * width, 8, 8) -> (B, 3, 64, 64) in [0, 1]."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__(
+            Upscale(4 * width, 4 * width),
+            Upscale(4 * width, 2 * width),
+            Upscale(2 * width, width),
+            SigmoidOut(width, 3, 3),
+        )
+
+
+@register("lite")
+class LiteModel(FaceSwapModel):
+    """Small and fast 64 px model for demos and tests; ``face`` crop, no learned mask.
+
+    Args:
+        width: channels of the first conv; the encoder goes w, 2w, 4w, 8w.
+        latent: size of the dense bottleneck.
+
+    Example:
+        >>> m = LiteModel()
+        >>> rgb, mask = m(torch.rand(2, 3, 64, 64), "b")
+        >>> rgb.shape, mask
+        (torch.Size([2, 3, 64, 64]), None)
+    """
+
+    resolution = 64
+    crop = "face"
+    has_mask = False
+    train_defaults = TrainDefaults(
+        # A small network without normalisation takes a much larger step than faceswap's 5e-5.
+        # Held-out MSE on real GRID faces after 400 steps: 1e-4 -> 0.0024, 3e-4 -> 0.0011,
+        # 1e-3 -> 0.0006; 5e-4 sits between the fast and the safe end. The short linear warm-up
+        # keeps the first steps from saturating the sigmoid outputs.
+        learning_rate=5e-4,
+        adam_eps=1e-7,
+        adam_betas=(0.9, 0.999),
+        batch_size=16,
+        warmup_steps=100,
+        ssim_weight=1.0,
+        mse_weight=1.0,
+        eye_weight=3.0,
+        mouth_weight=2.0,
+        mask_loss_weight=0.0,
+        coverage=1.0,
+    )
+
+    def __init__(self, *, width: int = 32, latent: int = 256, **kwargs: Any) -> None:
+        if kwargs:
+            raise TypeError(f"lite: unknown arguments {sorted(kwargs)}")
+        super().__init__(width=width, latent=latent)
+        self.encoder = LiteEncoder(width, latent)
+        self.decoders = nn.ModuleDict({"a": LiteDecoder(width), "b": LiteDecoder(width)})
