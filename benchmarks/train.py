@@ -58,6 +58,7 @@ def timed_run(
     curve = [(0.0, score(trainer, fs))]
     trained_s, next_eval, steps = 0.0, every, 0
     end = max(checkpoints) * 60
+    marks = sorted(m * 60 for m in checkpoints)
     try:
         while trained_s < end:
             t0 = time.perf_counter()
@@ -65,9 +66,11 @@ def timed_run(
             trainer.step += 1
             steps += 1
             trained_s += time.perf_counter() - t0
-            if trained_s >= next_eval:
+            crossed = [m for m in marks if m <= trained_s]
+            if trained_s >= next_eval or crossed:
                 curve.append((round(trained_s, 1), score(trainer, fs)))
-                next_eval += every
+                next_eval = trained_s + every
+                marks = [m for m in marks if m > trained_s]
     finally:
         prefetch.close()
     at = {f"{m:g}min": _value_at(curve, m * 60) for m in checkpoints}
@@ -81,8 +84,9 @@ def timed_run(
 
 
 def _value_at(curve: list[tuple[float, float]], t: float) -> float:
-    best = [v for s, v in curve if s <= t + 1e-6]
-    return round(best[-1], 4) if best else float("nan")
+    """The first score taken at or after ``t`` seconds of training (one is forced at each mark)."""
+    after = [v for s, v in curve if s >= t - 1e-6]
+    return round(after[0], 4) if after else float("nan")
 
 
 def time_to_reach(curve: list[tuple[float, float]], level: float) -> float | None:
