@@ -76,7 +76,8 @@ def extract(
             bar = bars[label] = progress_bar(Path(label).name, total)
         bar.total = max(total, done)
         bar.n = done
-        bar.refresh() if done % 10 == 0 or done >= total else None
+        if done % 10 == 0 or done >= total:
+            bar.refresh()
 
     try:
         result = run_extract([str(p) for p in inputs], out, config, progress=progress)

@@ -14,21 +14,21 @@ model_app = typer.Typer(help="Inspect trained models.", no_args_is_help=True)
 app.add_typer(model_app, name="model")
 
 
-def _progress(total: int | None) -> tuple[Any, Any]:
+def _progress(total: int | None, start: int) -> tuple[Any, Any]:
+    """A tqdm bar over training steps and the callback that moves it."""
     from tqdm import tqdm
 
     bar = tqdm(total=total, unit="step", disable=state.quiet, dynamic_ncols=True, leave=False)
 
     def update(report: Any) -> None:
-        bar.n = report.step - start[0] if total else report.step
+        bar.n = report.step - start if total else report.step
         if report.step % 5 == 0:
             shown = {k: f"{v:.4f}" for k, v in report.losses.items() if k.startswith("loss_")}
             shown["faces/s"] = f"{report.faces_per_s:.0f}"
             bar.set_postfix(shown, refresh=False)
             bar.refresh()
 
-    start = [0]
-    return bar, (update, start)
+    return bar, update
 
 
 def _run_training(
@@ -39,9 +39,8 @@ def _run_training(
     from faceloom.train.trainer import train
 
     pin_threads(config.threads)
-    bar, (update, start) = _progress(config.iterations)
-    if resume and ModelDir.exists(out):
-        start[0] = ModelDir.load(out).step
+    start = ModelDir.load(out).step if resume and ModelDir.exists(out) else 0
+    bar, update = _progress(config.iterations, start)
     try:
         result = train(a, b, out, config, resume=resume, progress=update)
     finally:
@@ -66,7 +65,8 @@ def _run_training(
         f"trained to step {result.step} ({summary['steps']} steps, {result.seconds:.0f} s, "
         f"{result.faces_per_s:.1f} faces/s; stopped by {result.stopped_by}); held-out {held}"
     )
-    echo(f"model: {result.model_dir}  previews: {result.model_dir / 'previews' / 'latest.png'}")
+    latest = result.model_dir / "previews" / "latest.png"
+    echo(f"model: {result.model_dir}" + (f"  preview: {latest}" if latest.exists() else ""))
 
 
 @app.command()
