@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal
 
 DeviceChoice = Literal["auto", "cpu", "cuda"]
@@ -30,7 +30,6 @@ class ExtractConfig:
     rotate_retry: bool = True
     device: DeviceChoice = "auto"
     identity_samples: int = 3
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.size < 64 or self.size > 2048:

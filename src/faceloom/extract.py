@@ -32,7 +32,7 @@ from faceloom.faces.faceset import (
     source_key,
     to_ranges,
 )
-from faceloom.faces.identity import FaceEmbedder, embedding_distance, mean_embedding
+from faceloom.faces.identity import FaceEmbedder, mean_embedding
 from faceloom.faces.pose import estimate_pose
 from faceloom.faces.quality import blur_score
 from faceloom.faces.tracking import Tracker
@@ -40,6 +40,7 @@ from faceloom.faces.types import DetectedFace
 from faceloom.media.reader import Frame, ReadReport, iter_source, probe_video, read_image
 from faceloom.media.sources import MediaSource, collect_sources
 from faceloom.media.writer import write_image
+from faceloom.metrics import embedding_distance
 from faceloom.pipeline import PipelineStats, Stage, run_pipeline
 
 ProgressFn = Callable[[str, int, int], None]
@@ -312,7 +313,10 @@ class _Extraction:
                 crop = cv2.cvtColor(cv2.imread(str(self.fs.root / r.file)), cv2.COLOR_BGR2RGB)
                 embs.append(self.embedder.embed(crop, transform_points(r.landmarks_array, r.matrix_array)))
             emb = mean_embedding(embs)
-            if self.ref is not None and embedding_distance(emb, self.ref) > self.cfg.identity_threshold:
+            if (
+                self.ref is not None
+                and float(embedding_distance(emb, self.ref)) > self.cfg.identity_threshold
+            ):
                 dropped.extend(track_rows)
                 continue
             values = [round(float(v), 6) for v in emb]

@@ -36,10 +36,11 @@ from faceloom.config import SortKey
 from faceloom.errors import InputError, OutputError, output_error_from_os
 from faceloom.faces.align import CROP_REGIONS, CropType, subcrop_box, transform_points
 from faceloom.faces.faceset import IMAGE_DIR, FaceRecord, Faceset
-from faceloom.faces.identity import embedding_distance, mean_embedding
+from faceloom.faces.identity import mean_embedding
 from faceloom.faces.landmarks import JAW, LEFT_BROW, LEFT_EYE, MOUTH, NOSE, RIGHT_BROW, RIGHT_EYE
 from faceloom.faces.masks import hull_points
 from faceloom.fsutil import atomic_write_bytes, ensure_dir
+from faceloom.metrics import embedding_distance
 
 SORT_KEYS: tuple[SortKey, ...] = ("yaw", "pitch", "blur", "similarity", "size")
 SORT_ORDER: dict[SortKey, str] = {
@@ -330,7 +331,7 @@ def _sort_key(fs: Faceset, by: SortKey) -> Callable[[FaceRecord], tuple[float, .
 
         def similarity(r: FaceRecord) -> tuple[float, ...]:
             e = r.embedding_array
-            return (1.0, 0.0) if e is None else (0.0, embedding_distance(e, mean))
+            return (1.0, 0.0) if e is None else (0.0, float(embedding_distance(e, mean)))
 
         return similarity
     raise InputError(f"unknown sort key {by!r}; choose one of {', '.join(SORT_KEYS)}")

@@ -35,11 +35,6 @@ class FaceEmbedder:
         return np.asarray(self._model.compute_face_descriptor(img, shape), dtype=np.float32)
 
 
-def embedding_distance(a: np.ndarray, b: np.ndarray) -> float:
-    """Euclidean distance between two embeddings (dlib's native metric)."""
-    return float(np.linalg.norm(np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)))
-
-
 def mean_embedding(embeddings: list[np.ndarray] | np.ndarray) -> np.ndarray:
     """Mean of (N, 128) embeddings."""
     return np.asarray(np.mean(np.asarray(embeddings, dtype=np.float32), axis=0), dtype=np.float32)

@@ -24,7 +24,8 @@ import torch
 from faceloom.config import TrainConfig
 from faceloom.errors import FaceloomError, FormatError, InputError
 from faceloom.faces.faceset import Faceset
-from faceloom.train.data import AugmentConfig, Batch, FaceData, HoldOut, Prefetcher, split_holdout
+from faceloom.faces.identity import mean_embedding
+from faceloom.train.data import AugmentConfig, FaceData, HoldOut, Prefetcher, split_holdout
 from faceloom.train.losses import (
     faceswap_loss,
     gan_discriminator_loss,
@@ -80,12 +81,15 @@ def faceset_fingerprint(fs: Faceset) -> str:
     return hashlib.sha256("\n".join(sorted(r.id for r in fs.records)).encode()).hexdigest()[:16]
 
 
-def mean_embedding(fs: Faceset, ids: list[str] | None = None) -> list[float] | None:
-    wanted = set(ids) if ids is not None else None
-    embs = [r.embedding for r in fs.records if r.embedding is not None and (wanted is None or r.id in wanted)]
-    if not embs:
-        return None
-    return [round(float(v), 6) for v in np.mean(np.asarray(embs, dtype=np.float64), axis=0)]
+def faceset_mean_embedding(fs: Faceset, ids: list[str]) -> list[float] | None:
+    """Mean identity embedding of the faces ``ids`` (for model.json), or None without embeddings."""
+    wanted = set(ids)
+    embs = [
+        np.asarray(r.embedding, dtype=np.float32)
+        for r in fs.records
+        if r.embedding is not None and r.id in wanted
+    ]
+    return [round(float(v), 6) for v in mean_embedding(embs)] if embs else None
 
 
 def check_facesets(fs_a: Faceset, fs_b: Faceset) -> list[str]:
@@ -298,7 +302,7 @@ class Trainer:
             "train_defaults": {k: getattr(self.defaults, k) for k in self.defaults.__dataclass_fields__},
             "facesets": fs_meta,
             "holdout": {s: self.holdout[s].to_json() for s in SIDES},
-            "embeddings": {s: mean_embedding(self.fs[s], self.holdout[s].train_ids) for s in SIDES},
+            "embeddings": {s: faceset_mean_embedding(self.fs[s], self.holdout[s].train_ids) for s in SIDES},
             "stored_crop": {"type": self.fs["a"].crop, "size": self.fs["a"].size},
             **init_meta,
         }
@@ -653,4 +657,4 @@ def iter_log(model_dir: str | Path) -> Iterator[dict[str, str]]:
             yield from csv.DictReader(fh)
 
 
-__all__ = ["Batch", "TrainError", "TrainResult", "Trainer", "load_model", "train"]
+__all__ = ["TrainError", "TrainResult", "Trainer", "load_model", "train"]
