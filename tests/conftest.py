@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from faceloom.config import ExtractConfig, TrainConfig
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -55,4 +59,35 @@ def g1_faceset(grid: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) 
 
     out = tmp_path_factory.mktemp("facesets") / "g1"
     extract([grid["g1"]], out)
+    return out
+
+
+LITE_STEPS = 300
+
+
+@pytest.fixture(scope="session")
+def pair(
+    grid: dict[str, Path], crema: list[Path], tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, Path]:
+    """A = GRID speaker g3 (two clips), B = the CREMA-D actor (six clips)."""
+    from faceloom.extract import extract
+
+    root = tmp_path_factory.mktemp("pair")
+    extract([grid["g3"], grid["g3b"]], root / "a")
+    extract(crema, root / "b", ExtractConfig(every_n=2))
+    return root / "a", root / "b"
+
+
+def lite_config(**kw: Any) -> TrainConfig:
+    base = TrainConfig(model="lite", save_every=100, preview_every=100, log_every=10, eval_every=100)
+    return replace(base, **kw)
+
+
+@pytest.fixture(scope="session")
+def trained_lite(pair: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The one small model of the test session, reused by the tests that need a trained model."""
+    from faceloom.train.trainer import train
+
+    out = tmp_path_factory.mktemp("models") / "lite"
+    train(pair[0], pair[1], out, lite_config(iterations=LITE_STEPS))
     return out

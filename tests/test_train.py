@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-from faceloom.config import ExtractConfig, TrainConfig
+from faceloom.config import ExtractConfig
 from faceloom.errors import FormatError, InputError
 from faceloom.extract import extract
 from faceloom.faces.faceset import Faceset
@@ -28,33 +28,10 @@ from faceloom.train.evaluate import identity_scores
 from faceloom.train.modeldir import ModelDir
 from faceloom.train.models import create_model
 from faceloom.train.trainer import Trainer, TrainError, load_model, train
+from tests.conftest import LITE_STEPS
+from tests.conftest import lite_config as lite
 
 REPO = Path(__file__).resolve().parent.parent
-LITE_STEPS = 300
-
-
-@pytest.fixture(scope="session")
-def pair(
-    grid: dict[str, Path], crema: list[Path], tmp_path_factory: pytest.TempPathFactory
-) -> tuple[Path, Path]:
-    """A = GRID speaker g3 (two clips), B = the CREMA-D actor (six clips)."""
-    root = tmp_path_factory.mktemp("pair")
-    extract([grid["g3"], grid["g3b"]], root / "a")
-    extract(crema, root / "b", ExtractConfig(every_n=2))
-    return root / "a", root / "b"
-
-
-def _lite(**kw: Any) -> TrainConfig:
-    base = TrainConfig(model="lite", save_every=100, preview_every=100, log_every=10, eval_every=100)
-    return replace(base, **kw)
-
-
-@pytest.fixture(scope="session")
-def trained_lite(pair: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The one small model of the test session, reused by the tests that need a trained model."""
-    out = tmp_path_factory.mktemp("models") / "lite"
-    train(pair[0], pair[1], out, _lite(iterations=LITE_STEPS))
-    return out
 
 
 def _log(model_dir: Path) -> list[dict[str, str]]:
@@ -63,7 +40,7 @@ def _log(model_dir: Path) -> list[dict[str, str]]:
 
 
 def test_lite_learns_holdout_faces(pair: tuple[Path, Path], trained_lite: Path) -> None:
-    untrained = Trainer(pair[0], pair[1], trained_lite.parent / "untrained", _lite(iterations=1)).evaluate()
+    untrained = Trainer(pair[0], pair[1], trained_lite.parent / "untrained", lite(iterations=1)).evaluate()
     _, mdir = load_model(trained_lite)
     assert mdir.step == LITE_STEPS and mdir.meta["architecture"] == "lite"
     rows = _log(trained_lite)
@@ -103,7 +80,7 @@ def test_swaps_move_toward_wanted_identity(pair: tuple[Path, Path], trained_lite
 
 
 def test_resume_continues_the_exact_fp32_curve(pair: tuple[Path, Path], tmp_path: Path) -> None:
-    cfg = _lite(precision="fp32", batch_size=4, save_every=10, preview_every=0, eval_every=0, log_every=1)
+    cfg = lite(precision="fp32", batch_size=4, save_every=10, preview_every=0, eval_every=0, log_every=1)
     train(pair[0], pair[1], tmp_path / "straight", replace(cfg, iterations=20))
     train(pair[0], pair[1], tmp_path / "resumed", replace(cfg, iterations=10))
     train(None, None, tmp_path / "resumed", replace(cfg, iterations=10), resume=True)
@@ -144,7 +121,7 @@ def test_killed_training_stays_loadable_and_resumes(pair: tuple[Path, Path], tmp
     _, mdir = load_model(out)
     step = mdir.step
     assert step >= 9 and step % 3 == 0
-    result = train(None, None, out, _lite(iterations=3, batch_size=4), resume=True)
+    result = train(None, None, out, lite(iterations=3, batch_size=4), resume=True)
     assert result.step == step + 3 and result.start_step == step
 
 
@@ -233,7 +210,7 @@ def test_onnx_export_matches_pytorch(pair: tuple[Path, Path], trained_lite: Path
 def test_init_from_a_trained_model_starts_ahead(
     pair: tuple[Path, Path], trained_lite: Path, tmp_path: Path
 ) -> None:
-    cfg = _lite(iterations=20, preview_every=0, eval_every=20, save_every=20)
+    cfg = lite(iterations=20, preview_every=0, eval_every=20, save_every=20)
     scratch = train(pair[1], pair[0], tmp_path / "scratch", cfg)
     warm = train(pair[1], pair[0], tmp_path / "warm", replace(cfg, init_from=str(trained_lite)))
     assert ModelDir.load(tmp_path / "warm").meta["init_from"]["step"] == LITE_STEPS
@@ -250,7 +227,7 @@ def test_bad_training_input(pair: tuple[Path, Path], trained_lite: Path, tmp_pat
         small.records.append(r)
     small.save()
     with pytest.raises(InputError, match="only 5 faces"):
-        train(tiny, pair[1], tmp_path / "m1", _lite(iterations=1))
+        train(tiny, pair[1], tmp_path / "m1", lite(iterations=1))
     other_size = tmp_path / "other_size"
     extract(
         [REPO.parent / "shared" / "data" / "grid" / "bbaf2n.mpg"],
@@ -258,16 +235,16 @@ def test_bad_training_input(pair: tuple[Path, Path], trained_lite: Path, tmp_pat
         ExtractConfig(size=256, every_n=5),
     )
     with pytest.raises(InputError, match="extract both with the same --size"):
-        train(pair[0], other_size, tmp_path / "m2", _lite(iterations=1))
+        train(pair[0], other_size, tmp_path / "m2", lite(iterations=1))
     with pytest.raises(FormatError, match="'lite' model"):
         train(
             pair[0],
             pair[1],
             tmp_path / "m3",
-            _lite(model="original", iterations=1, init_from=str(trained_lite)),
+            lite(model="original", iterations=1, init_from=str(trained_lite)),
         )
     with pytest.raises(InputError, match="already exists"):
-        train(pair[0], pair[1], trained_lite, _lite(iterations=1))
+        train(pair[0], pair[1], trained_lite, lite(iterations=1))
     meta = json.loads((trained_lite / "model.json").read_text())
     future = tmp_path / "future"
     future.mkdir()
@@ -280,7 +257,7 @@ def test_nan_loss_stops_and_keeps_last_checkpoint(
     pair: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     out = tmp_path / "nan"
-    train(pair[0], pair[1], out, _lite(iterations=4, save_every=2, batch_size=4, preview_every=0))
+    train(pair[0], pair[1], out, lite(iterations=4, save_every=2, batch_size=4, preview_every=0))
     good = {k: v.clone() for k, v in load_model(out)[0].state_dict().items()}
     real_batch = FaceData.batch
 
@@ -292,7 +269,7 @@ def test_nan_loss_stops_and_keeps_last_checkpoint(
 
     monkeypatch.setattr(FaceData, "batch", poisoned)
     with pytest.raises(TrainError, match="loss became nan at step 6; kept the checkpoint of step 6"):
-        train(None, None, out, _lite(iterations=50, save_every=2, batch_size=4, preview_every=0), resume=True)
+        train(None, None, out, lite(iterations=50, save_every=2, batch_size=4, preview_every=0), resume=True)
     model, mdir = load_model(out)
     assert mdir.step == 6
     assert all(torch.isfinite(p).all() for p in model.parameters())
@@ -300,18 +277,18 @@ def test_nan_loss_stops_and_keeps_last_checkpoint(
 
 
 def test_gan_option_and_pretrain_prior(pair: tuple[Path, Path], tmp_path: Path) -> None:
-    gan = train(pair[0], pair[1], tmp_path / "gan", _lite(iterations=4, batch_size=4, gan=True, log_every=1))
+    gan = train(pair[0], pair[1], tmp_path / "gan", lite(iterations=4, batch_size=4, gan=True, log_every=1))
     rows = _log(tmp_path / "gan")
     assert {"gan_g_a", "gan_d_a", "gan_g_b", "gan_d_b"} <= set(rows[-1])
     assert all(np.isfinite(float(r["gan_d_a"])) for r in rows)
     assert gan.step == 4
     # the discriminators' state travels with the checkpoint, so a GAN run resumes too
-    resumed = train(None, None, tmp_path / "gan", _lite(iterations=2, batch_size=4), resume=True)
+    resumed = train(None, None, tmp_path / "gan", lite(iterations=2, batch_size=4), resume=True)
     assert resumed.step == 6
 
     from faceloom.train.pretrain import pretrain
 
-    prior = pretrain([pair[0], pair[1]], tmp_path / "prior", _lite(iterations=3, batch_size=4))
+    prior = pretrain([pair[0], pair[1]], tmp_path / "prior", lite(iterations=3, batch_size=4))
     meta = ModelDir.load(prior.model_dir).meta
     fs = meta["facesets"]
     assert fs["a"]["path"] == fs["b"]["path"]
