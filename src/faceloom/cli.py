@@ -76,11 +76,14 @@ def main() -> None:
 
     verbose_native = any(a in ("-vv", "-vvv") for a in sys.argv[1:]) or sys.argv[1:].count("-v") >= 2
     try:
+        # Without standalone mode click returns the code of a typer.Exit instead of exiting.
         if verbose_native:
-            app(standalone_mode=False)
+            rc = app(standalone_mode=False)
         else:
             with filter_native_stderr():
-                app(standalone_mode=False)
+                rc = app(standalone_mode=False)
+        if isinstance(rc, int) and rc:
+            sys.exit(rc)
     except FaceloomError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
@@ -105,4 +108,4 @@ def main() -> None:
 
 
 # Command modules register themselves on `app` / `faceset_app` when imported.
-from faceloom import cli_extract, cli_faceset, cli_train  # noqa: E402, F401
+from faceloom import cli_analyze, cli_convert, cli_extract, cli_faceset, cli_train, cli_verify  # noqa: E402, F401

@@ -113,3 +113,73 @@ class TrainConfig:
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+MaskChoice = Literal["auto", "hull", "learned", "segment", "both"]
+BlendChoice = Literal["alpha", "seamless"]
+ColorChoice = Literal["none", "rct", "lct", "hist"]
+LabelChoice = Literal["none", "visible"]
+SideChoice = Literal["a", "b"]
+
+
+@dataclass(frozen=True)
+class ConvertConfig:
+    """Settings of the convert stage. Every field but ``device`` and ``threads`` changes the output."""
+
+    to: SideChoice = "b"
+    mask: MaskChoice = "auto"
+    erode: float = 0.0
+    blur: float = 0.1
+    blend: BlendChoice = "alpha"
+    color: ColorChoice = "rct"
+    sharpen: float = 0.0
+    smooth: float = 1.0
+    side_by_side: bool = False
+    scale: float = 1.0
+    codec: str = "libx264"
+    crf: int = 18
+    preset: str = "veryfast"
+    start: float | None = None
+    end: float | None = None
+    all_faces: bool = False
+    identity_threshold: float = 0.6
+    detector: DetectorName = "mediapipe"
+    min_size: int = 24
+    watermark: bool = True
+    label: LabelChoice = "none"
+    batch_size: int = 16
+    device: DeviceChoice = "auto"
+    precision: Precision = "auto"
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        if not 0.05 <= self.scale <= 4.0:
+            raise ValueError(f"--scale must be between 0.05 and 4, got {self.scale}")
+        if not -0.5 < self.erode < 0.5:
+            raise ValueError(f"--erode is a share of the face crop in (-0.5, 0.5), got {self.erode}")
+        if not 0.0 <= self.blur < 0.5:
+            raise ValueError(f"--blur is a share of the face crop in [0, 0.5), got {self.blur}")
+        if self.smooth < 0:
+            raise ValueError(f"--smooth must be 0 (off) or more, got {self.smooth}")
+        if self.batch_size < 1:
+            raise ValueError(f"--batch-size must be at least 1, got {self.batch_size}")
+        if not 0 <= self.crf <= 63:
+            raise ValueError(f"--crf must be between 0 and 63, got {self.crf}")
+        if self.start is not None and self.start < 0:
+            raise ValueError(f"--start must be 0 or more seconds, got {self.start}")
+        if self.start is not None and self.end is not None and self.end <= self.start:
+            raise ValueError(f"--end ({self.end}) must be after --start ({self.start})")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ConvertConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def output_fingerprint(self) -> str:
+        data = self.to_dict()
+        for key in ("device", "threads"):
+            data.pop(key, None)
+        return fingerprint(data)

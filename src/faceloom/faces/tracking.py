@@ -31,6 +31,10 @@ class Tracker:
     next_id: int = 0
     _live: list[_Track] = field(default_factory=list)
 
+    def live_ids(self) -> set[int]:
+        """Ids of the tracks that can still continue."""
+        return {t.track_id for t in self._live}
+
     def assign(
         self, frame_index: int, boxes: list[tuple[float, float, float, float]], step: int = 1
     ) -> list[int]:

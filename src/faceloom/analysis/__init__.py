@@ -1,0 +1,1 @@
+"""Analysis: data coverage of facesets and measured quality of models and swaps."""

@@ -1,0 +1,1 @@
+"""Convert: swap faces through video and images (pipeline, blending, colour, smoothing)."""
