@@ -40,12 +40,14 @@ from faceloom.metrics import flicker  # noqa: E402
 from faceloom.train.trainer import train  # noqa: E402
 
 _CHILD = """
-import resource, sys
+import sys
 from faceloom.runtime import pin_threads, quiet_native_logs
 quiet_native_logs(); pin_threads()
 from faceloom.convert.pipeline import convert
 r = convert(sys.argv[1], sys.argv[2], sys.argv[3])
-print(r.frames, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+# VmHWM, not ru_maxrss: Linux carries the parent's high-water mark across fork+exec into ru_maxrss.
+hwm = [ln for ln in open("/proc/self/status") if ln.startswith("VmHWM:")][0].split()[1]
+print(r.frames, hwm)
 """
 
 
