@@ -1,5 +1,5 @@
 # Two commands do all set-up on a fresh machine:
-#   make demo   - creates .venv, installs faceloom, fetches the sample clips, runs the demo
+#   make demo   - creates .venv, installs faceloom, fetches the sample clips, runs the whole chain
 #   make test   - creates .venv, installs faceloom, runs lint, type checks and the tests
 PYTHON ?= python3
 VENV ?= .venv
@@ -17,10 +17,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	touch $@
 
 demo: setup
-	$(BIN)/faceloom extract $$($(BIN)/faceloom sample-media) --out $(DEMO_OUT)/faceset
-	$(BIN)/faceloom faceset info $(DEMO_OUT)/faceset
-	$(BIN)/faceloom faceset preview $(DEMO_OUT)/faceset --out $(DEMO_OUT)/faceset-preview.png
-	@echo "demo output: $(DEMO_OUT)/faceset (aligned faces) and $(DEMO_OUT)/faceset-preview.png (contact sheet)"
+	$(BIN)/faceloom demo --workspace $(DEMO_OUT)
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks tools

@@ -183,3 +183,36 @@ class ConvertConfig:
         for key in ("device", "threads"):
             data.pop(key, None)
         return fingerprint(data)
+
+
+@dataclass(frozen=True)
+class AnalyzeConfig:
+    """Settings of the analyze stage of a workspace run (``[analyze]`` in faceloom.toml)."""
+
+    strict: bool = False
+    """Stop the run before training when the coverage report has any warning."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class EarlyStopConfig:
+    """When a workspace run stops training early (``[train]`` in faceloom.toml, beside TrainConfig).
+
+    Every ``TrainConfig.eval_every`` steps the trainer scores held-out faces (mean masked SSIM of
+    both sides); after ``patience`` such scores in a row without a gain of ``min_delta`` over the
+    best so far, training stops. ``patience = 0`` turns the rule off.
+    """
+
+    patience: int = 4
+    min_delta: float = 0.002
+
+    def __post_init__(self) -> None:
+        if self.patience < 0:
+            raise ValueError(f"patience must be 0 (off) or more, got {self.patience}")
+        if self.min_delta < 0:
+            raise ValueError(f"min_delta must be 0 or more, got {self.min_delta}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
