@@ -108,4 +108,13 @@ def main() -> None:
 
 
 # Command modules register themselves on `app` / `faceset_app` when imported.
-from faceloom import cli_analyze, cli_convert, cli_extract, cli_faceset, cli_train, cli_verify  # noqa: E402, F401
+from faceloom import (  # noqa: E402, F401
+    cli_analyze,
+    cli_convert,
+    cli_extract,
+    cli_faceset,
+    cli_run,
+    cli_train,
+    cli_ui,
+    cli_verify,
+)
