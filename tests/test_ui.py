@@ -599,7 +599,9 @@ def test_cli_ui_prints_url_and_serves(tmp_path: Path) -> None:
     finally:
         proc.send_signal(signal.SIGINT)
         try:
-            proc.wait(timeout=20)
+            rest, _ = proc.communicate(timeout=60)
         except subprocess.TimeoutExpired:
             proc.kill()
-    assert proc.returncode == 0
+            rest, _ = proc.communicate()
+    assert proc.returncode == 0, f"Ctrl-C did not stop the UI cleanly (rc {proc.returncode}): {rest[-2000:]}"
+    assert "UI stopped" in rest
