@@ -240,3 +240,26 @@ def test_learns_real_faces(name: str, faces_rgb: list[np.ndarray]) -> None:
         (F.mse_loss(ra, xa) + F.mse_loss(rb, xb)).backward()
         opt.step()
     assert mse() < 0.8 * start
+
+
+def test_multiscale_dssim_sums_pooled_scales_and_stops_at_the_window(faces_rgb: list[np.ndarray]) -> None:
+    from faceloom.metrics import ssim_torch
+    from faceloom.train.losses import reconstruction_loss
+
+    crops = np.stack([derive_crop(f, "whole_face", 128) for f in faces_rgb[:4]])
+    target = torch.from_numpy(crops).permute(0, 3, 1, 2).float().div(255.0)
+    pred = torch.roll(target, shifts=6, dims=3)  # the right face, put 6 px off
+    weights = torch.ones_like(target[:, :1])
+    single, parts1 = reconstruction_loss(pred, target, weights, ssim_scales=1)
+    multi, parts4 = reconstruction_loss(pred, target, weights, ssim_scales=4)
+    expected, p, t = 0.0, pred, target
+    for _ in range(4):  # 128, 64, 32, 16 px
+        expected += 1.0 - float(ssim_torch(p, t, mask=torch.ones_like(p[:, :1])))
+        p, t = F.avg_pool2d(p, 2), F.avg_pool2d(t, 2)
+    assert parts4["dssim_ms"] == pytest.approx(expected, rel=1e-5)
+    assert parts4["dssim"] == pytest.approx(parts1["dssim"]) and "dssim_ms" not in parts1
+    assert float(multi - single) == pytest.approx(expected - parts1["dssim"], rel=1e-5)
+    # 8 px is under the 11 px window: asking for more scales adds nothing.
+    assert reconstruction_loss(pred, target, weights, ssim_scales=9)[1]["dssim_ms"] == pytest.approx(expected)
+    same, parts_same = reconstruction_loss(target, target, weights, ssim_scales=4)
+    assert parts_same["dssim_ms"] < 1e-4 and float(same) < 1e-4

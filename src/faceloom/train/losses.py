@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from faceloom.metrics import ssim_torch
+from faceloom.metrics import SSIM_WINDOW, ssim_torch
 
 
 def reconstruction_loss(
@@ -16,15 +16,22 @@ def reconstruction_loss(
     *,
     ssim_weight: float = 1.0,
     mse_weight: float = 1.0,
+    ssim_scales: int = 1,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Weighted DSSIM + MSE between a decoder's output and the unwarped target.
+    """Weighted DSSIM (at one or more scales) + MSE between a decoder's output and the unwarped target.
 
     Args:
         pred, target: (B, 3, R, R) in [0, 1].
         weights: (B, 1, R, R) per-pixel loss weights (0 outside the face, 1 on it, eye/mouth
             multipliers on top) or None for a plain unmasked loss.
+        ssim_scales: DSSIM is summed over this many scales, R, R/2, R/4, ... (2x2 average pooling
+            of images and weights; scales smaller than the 11 px SSIM window are skipped). At
+            128 px an 11 px window sees only texture, and a model trained on it alone sits on the
+            mean face for many steps; the coarse scales give the face's layout a gradient from the
+            first step (DeepFaceLab's two-kernel DSSIM at high resolutions is the same idea).
     Returns:
-        The scalar loss and its float parts for logging.
+        The scalar loss and its float parts for logging (``dssim`` is the full-resolution term,
+        ``dssim_ms`` the sum over all scales).
     """
     pred = pred.float()
     target = target.float()
@@ -32,8 +39,17 @@ def reconstruction_loss(
     total = pred.new_zeros(())
     if ssim_weight:
         dssim = 1.0 - ssim_torch(pred, target, mask=weights)
-        total = total + ssim_weight * dssim
         parts["dssim"] = float(dssim.detach())
+        p, t, w = pred, target, weights
+        for _ in range(ssim_scales - 1):
+            if p.shape[-1] // 2 < SSIM_WINDOW:
+                break
+            p, t = F.avg_pool2d(p, 2), F.avg_pool2d(t, 2)
+            w = None if w is None else F.avg_pool2d(w, 2)
+            dssim = dssim + (1.0 - ssim_torch(p, t, mask=w))
+        if ssim_scales > 1:
+            parts["dssim_ms"] = float(dssim.detach())
+        total = total + ssim_weight * dssim
     if mse_weight:
         err = (pred - target) ** 2
         mse = err.mean() if weights is None else (err * weights).sum() / (weights.sum() * 3).clamp_min(1e-8)

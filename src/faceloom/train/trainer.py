@@ -362,7 +362,12 @@ class Trainer:
             )
         else:
             loss, parts = reconstruction_loss(
-                pred, b["target"], b["weights"], ssim_weight=d.ssim_weight, mse_weight=d.mse_weight
+                pred,
+                b["target"],
+                b["weights"],
+                ssim_weight=d.ssim_weight,
+                mse_weight=d.mse_weight,
+                ssim_scales=d.ssim_scales,
             )
         if pred_mask is not None and d.mask_loss_weight:
             m_loss = mask_loss(pred_mask, b["mask"])
