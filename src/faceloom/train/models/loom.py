@@ -26,7 +26,7 @@ face crop, A = GRID g3, B = CREMA-D, 2 CPU cores):
   the mean face (SSIM 0.32) for 60+ steps, whatever the width, depth, latent size, loss style or
   learning rate; ``original`` at 64 px climbed from the first step. The coarse scales give the
   layout of the face a gradient at once (0.57 vs 0.33 after 60 steps).
-* ``width=32`` (13 M parameters, about 0.85 GMAC per face forward). Per minute of training it
+* ``width=32`` (13 M parameters, 0.77 GMAC per face forward). Per minute of training it
   beat width 48 and 64 clearly (more steps of nearly the same worth) and width 24 slightly;
   ``width=64`` (44 M) remains available for longer runs on bigger machines.
 * Learning rate 4e-4 after a 10-step warm-up: 2e-4 was slower, 6e-4 and 8e-4 no better per step.
