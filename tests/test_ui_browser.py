@@ -117,15 +117,26 @@ def test_whole_workflow_in_chromium(driver: Any, ui: UIServer, data: Path) -> No
     def css(sel: str) -> Any:
         return d.find_element(By.CSS_SELECTOR, sel)
 
+    def click(what: str, sel: str) -> None:
+        """Find ``sel`` and click it, finding it again if the page redrew it in between."""
+
+        def once() -> bool:
+            css(sel).click()
+            return True
+
+        wait_for(what, once)
+
     def tab(name: str) -> None:
-        css(f'#ws-tabs button[data-tab="{name}"]').click()
+        click(f"the {name} tab", f'#ws-tabs button[data-tab="{name}"]')
 
     def pick(folder: str, names: list[str], button: str) -> None:
         """In the allowed-folder picker: open ``folder``, tick ``names``, press ``button``."""
-        css("#browse-crumbs a").click()  # back to the top of the allowed folder
-        wait_for(f"folder {folder}", lambda: css(f'#browse-list li[data-dir="{folder}"]')).click()
+        click("the top crumb", "#browse-crumbs a")  # back to the top of the allowed folder
+        click(f"folder {folder}", f'#browse-list li[data-dir="{folder}"]')
         for name in names:
-            wait_for(name, lambda: css(f'.browse-file[data-name="{name}"]')).click()  # noqa: B023
+            box = f'.browse-file[data-name="{name}"]'
+            click(name, box)
+            wait_for(f"{name} ticked", lambda: css(box).is_selected())  # noqa: B023
         css(button).click()
 
     # ---- the workspaces screen: create one

@@ -256,6 +256,8 @@ async function uploadFiles(role, files) {
 }
 
 // ---- allowed-folder picker ----------------------------------------------------------------------------
+let browseSeq = 0; // only the newest listing asked for is drawn: replies can come back out of order
+
 async function loadBrowse() {
   const allowed = ui.info.allowed;
   $("#browse-none").hidden = allowed.length > 0;
@@ -265,13 +267,16 @@ async function loadBrowse() {
   if (!sel.childElementCount) {
     for (const a of allowed) sel.append(el("option", { value: a.index, text: a.path }));
   }
+  const seq = ++browseSeq;
   let data;
   try {
     data = await api("GET", `/api/browse?root=${ui.browse.root}&path=${encodeURIComponent(ui.browse.path)}`);
   } catch (err) {
-    $("#inputs-error").textContent = err.message;
+    if (seq === browseSeq) $("#inputs-error").textContent = err.message;
     return;
   }
+  if (seq !== browseSeq) return;
+  const ticked = new Set($$(".browse-file:checked").map((b) => b.dataset.path)); // a redraw keeps the ticks
   const crumbs = $("#browse-crumbs");
   crumbs.replaceChildren(el("a", { text: data.base, onclick: () => { ui.browse.path = ""; loadBrowse(); } }));
   let acc = "";
@@ -288,7 +293,7 @@ async function loadBrowse() {
   }
   for (const f of data.files) {
     list.append(el("li", {}, el("label", {},
-      el("input", { type: "checkbox", class: "browse-file", "data-path": f.path, "data-name": f.name }),
+      el("input", { type: "checkbox", class: "browse-file", "data-path": f.path, "data-name": f.name, checked: ticked.has(f.path) }),
       ` ${f.name} `, el("span", { class: "hint", text: `${(f.size / 1048576).toFixed(2)} MB` }))));
   }
   if (!data.dirs.length && !data.files.length) list.append(el("li", { class: "hint", text: "no videos or images here" }));
