@@ -122,6 +122,19 @@ def test_ssim_torch_matches_numpy_and_has_gradients(clip: list[np.ndarray]) -> N
     )
 
 
+def test_ssim_torch_keeps_float32_under_bf16_autocast(clip: list[np.ndarray]) -> None:
+    """Variances are differences of blurred squares: a bfloat16 blur would wreck them."""
+    torch = pytest.importorskip("torch")
+    a = torch.tensor(np.stack(clip[:2]), dtype=torch.float32).permute(0, 3, 1, 2) / 255
+    b = torch.tensor(np.stack([_jpeg(clip[0], 30), _jpeg(clip[1], 60)]), dtype=torch.float32)
+    b = b.permute(0, 3, 1, 2) / 255
+    plain = metrics.ssim_torch(a, b, reduction="none")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        under = metrics.ssim_torch(a, b, reduction="none")
+    assert under.dtype == torch.float32
+    torch.testing.assert_close(under, plain, rtol=0, atol=1e-6)
+
+
 # ------------------------------------------------------------------------------------------ PSNR
 
 

@@ -156,6 +156,41 @@ def _gauss_kernel_1d() -> np.ndarray:
     return np.asarray(k[:, 0])
 
 
+def _gauss_band(n: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """The "valid" 1-D Gaussian filter as a matrix :math:`(n - 10, n)`: row i holds the kernel at i."""
+    import torch
+
+    key = (n, dtype, device)
+    band = _BANDS.get(key)
+    if band is None:
+        g = torch.as_tensor(_gauss_kernel_1d(), dtype=dtype, device=device)
+        band = torch.zeros(n - SSIM_WINDOW + 1, n, dtype=dtype, device=device)
+        for i in range(n - SSIM_WINDOW + 1):
+            band[i, i : i + SSIM_WINDOW] = g
+        _BANDS[key] = band
+    return band
+
+
+_BANDS: dict[tuple[int, torch.dtype, torch.device], torch.Tensor] = {}
+
+
+def _gauss_blur_valid(t: torch.Tensor) -> torch.Tensor:
+    """Separable 11 px Gaussian blur without padding. Shapes: (..., H, W) -> (..., H-10, W-10).
+
+    Two dense matrix products with banded matrices: on a CPU they run 2-3x faster (forward and
+    backward) than the two depthwise convolutions they replace, despite the zeros they multiply.
+    Autocast is held off: variances are differences of blurred squares, which bfloat16 ruins.
+    """
+    import torch
+
+    h, w = t.shape[-2:]
+    with torch.autocast(t.device.type, enabled=False):
+        along_w = t.reshape(-1, w) @ _gauss_band(w, t.dtype, t.device).t()  # (..., H, W-10)
+        along_w = along_w.view(-1, h, w - SSIM_WINDOW + 1)
+        out = torch.matmul(_gauss_band(h, t.dtype, t.device), along_w)  # (N, H-10, W-10)
+    return out.view(*t.shape[:-2], h - SSIM_WINDOW + 1, w - SSIM_WINDOW + 1)
+
+
 def ssim_torch(
     a: torch.Tensor,
     b: torch.Tensor,
@@ -177,29 +212,22 @@ def ssim_torch(
         SSIM tensor, scalar or :math:`(B,)`; use ``1 - ssim_torch(pred, target)`` as a loss.
     """
     import torch
-    import torch.nn.functional as F
 
     if a.shape != b.shape or a.dim() != 4:
         raise ValueError(f"a and b must both be (B, C, H, W), got {tuple(a.shape)} and {tuple(b.shape)}")
-    bsz, ch, h, w = a.shape
+    bsz, _, h, w = a.shape
     if h < SSIM_WINDOW or w < SSIM_WINDOW:
         raise ValueError(f"images must be at least {SSIM_WINDOW}x{SSIM_WINDOW} for SSIM, got {h}x{w}")
     dtype = a.dtype if a.is_floating_point() else torch.float32
-    g = torch.as_tensor(_gauss_kernel_1d(), dtype=dtype, device=a.device)
-    kx = g.view(1, 1, 1, -1).repeat(ch, 1, 1, 1)
-    ky = g.view(1, 1, -1, 1).repeat(ch, 1, 1, 1)
-
-    def blur(t: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(F.conv2d(t, kx, groups=ch), ky, groups=ch)
-
     x = a.to(dtype)
     y = b.to(dtype)
     c1 = (SSIM_K1 * data_range) ** 2
     c2 = (SSIM_K2 * data_range) ** 2
-    mu_x, mu_y = blur(x), blur(y)
-    var_x = blur(x * x) - mu_x * mu_x
-    var_y = blur(y * y) - mu_y * mu_y
-    cov = blur(x * y) - mu_x * mu_y
+    # Local statistics, each (B, C, H-10, W-10).
+    mu_x, mu_y, xx, yy, xy = (_gauss_blur_valid(t) for t in (x, y, x * x, y * y, x * y))
+    var_x = xx - mu_x * mu_x
+    var_y = yy - mu_y * mu_y
+    cov = xy - mu_x * mu_y
     smap = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
     smap = smap.mean(dim=1)  # (B, H-10, W-10)
     if mask is None:
