@@ -33,8 +33,9 @@ face crop, A = GRID g3, B = CREMA-D, 2 CPU cores):
 
 Measured and not used: depthwise-separable convs (faster per layer at 16-32 px, but they cut the
 decoder's capacity there and save nothing at 128 px where the time goes) and the channels_last
-layout (neutral for training). Training runs at 1.7-1.9x ``original``'s faces/s with bf16
-(benchmarks/train_speed.py and benchmarks/train.py, one run each on 2 cores).
+layout (neutral for training). Training runs at 1.7-2.3x ``original``'s faces/s with bf16
+(benchmarks/train.py's full trainer loop and benchmarks/train_speed.py, on 2 cores; 2.3x since
+the SSIM blur became two matrix products).
 """
 
 from __future__ import annotations
