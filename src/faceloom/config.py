@@ -84,6 +84,7 @@ class TrainConfig:
     flip_a: bool = True
     flip_b: bool = True
     warp: bool = True
+    warp_strength: float | None = None
     yaw_balance: bool = False
     gan: bool = False
     gan_weight: float = 0.1
@@ -103,6 +104,8 @@ class TrainConfig:
             raise ValueError(f"--iterations must be at least 1, got {self.iterations}")
         if self.minutes is not None and self.minutes <= 0:
             raise ValueError(f"--minutes must be positive, got {self.minutes}")
+        if self.warp_strength is not None and self.warp_strength < 0:
+            raise ValueError(f"--warp-strength must be >= 0, got {self.warp_strength}")
         if not 0.0 <= self.holdout_share < 0.5:
             raise ValueError(f"--holdout-share must be in [0, 0.5), got {self.holdout_share}")
 

@@ -112,14 +112,16 @@ class AugmentConfig:
     flip: bool = True
     """Random horizontal flip with probability 0.5 (landmarks follow, mirror-permuted)."""
     warp: bool = True
-    """Random 5 x 5 grid warp of the input only (offsets ~ N(0, 5/256 of the side))."""
+    """Random 5 x 5 grid warp of the input only (offsets ~ N(0, warp_strength * 5/256 of the side))."""
+    warp_strength: float = 1.0
+    """Scale of the grid-warp offsets; 1.0 is faceswap's (5 px at 256), 0 leaves the input unwarped."""
     color: float = 0.1
     """Colour jitter: lightness (luma) contrast ``1 +- color`` around the image mean and brightness
     ``+- color * 128``, chroma shift ``+- color * 32`` (8-bit YCrCb units). Affine in YCrCb, so it is
     one 3 x 4 colour matrix in RGB: ~20x cheaper than a round trip through OpenCV's Lab. 0 disables."""
 
     def __post_init__(self) -> None:
-        for name in ("rotation", "scale", "shift", "color"):
+        for name in ("rotation", "scale", "shift", "color", "warp_strength"):
             if getattr(self, name) < 0:
                 raise ValueError(f"augment {name} must be >= 0, got {getattr(self, name)}")
         if self.scale >= 1.0:
@@ -631,9 +633,13 @@ class FaceData:
             cv2.warpAffine(
                 img, m, (r, r), dst=out.target[i], flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT101
             )
-            if aug.warp:
+            if aug.warp and aug.warp_strength > 0:
                 # Smooth offsets in output pixels, then through the inverse affine into the loaded image.
-                offsets = cv2.resize(grid * np.float32(WARP_SIGMA * r), (r, r), interpolation=cv2.INTER_CUBIC)
+                offsets = cv2.resize(
+                    grid * np.float32(aug.warp_strength * WARP_SIGMA * r),
+                    (r, r),
+                    interpolation=cv2.INTER_CUBIC,
+                )
                 where = cv2.transform(self._grid + offsets, cv2.invertAffineTransform(m))
                 cv2.remap(
                     img, where, _NO_MAP, cv2.INTER_LINEAR, dst=out.warped[i], borderMode=cv2.BORDER_REFLECT101
@@ -641,7 +647,7 @@ class FaceData:
             pts = transform_points(pts, m)
             if flip:
                 pts = pts[IBUG_MIRROR]
-        if rng is None or not aug.warp:
+        if rng is None or not aug.warp or aug.warp_strength == 0:
             out.warped[i] = out.target[i]
         out.mask[i, :, :, 0] = hull_mask(pts, r)
         out.weights[i, :, :, 0] = region_weights_fast(pts, r, self.eye_weight, self.mouth_weight)

@@ -171,9 +171,13 @@ class Trainer:
             existing = ModelDir.load(out)
             saved = TrainConfig.from_dict(existing.meta.get("train", {}))
             # Stop rules and run-time knobs come from this command; what shapes the model from the first run.
+            # --no-warp / --warp-strength may change for this run: a last stretch without the warp
+            # sharpens a trained model (faceswap's and DeepFaceLab's advice).
             config = replace(
                 saved,
                 learning_rate=config.learning_rate or saved.learning_rate,
+                warp=saved.warp and config.warp,
+                warp_strength=saved.warp_strength if config.warp_strength is None else config.warp_strength,
                 iterations=config.iterations,
                 minutes=config.minutes,
                 device=config.device,
@@ -235,7 +239,8 @@ class Trainer:
         if config.gan:
             self._build_gan(opt_state)
 
-        augment = AugmentConfig(warp=config.warp)
+        strength = self.defaults.warp_strength if config.warp_strength is None else config.warp_strength
+        augment = AugmentConfig(warp=config.warp, warp_strength=strength)
         res, crop = self.model.resolution, self.model.crop
         self.data = {
             s: FaceData(

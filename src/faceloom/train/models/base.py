@@ -34,6 +34,8 @@ class TrainDefaults:
     (faceswap's penalised mask loss, kept exact for ``original``); weighted: one per-pixel weight
     map (0 outside the face, 1 on it, eye/mouth multipliers) normalised by its sum."""
     coverage: float = 1.0  # share of the crop the model sees (1.0 = the whole crop)
+    warp_strength: float = 1.0
+    """Scale of the random grid warp's offsets; 1.0 is faceswap's (N(0, 5/256 of the side))."""
 
 
 class FaceSwapModel(nn.Module):
