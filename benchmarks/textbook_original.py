@@ -17,14 +17,14 @@ Shapes: the model maps (B, 3, 64, 64) in [0, 1] to (B, 3, 64, 64) in [0, 1] per 
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 from collections.abc import Callable
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from faceloom.metrics import SSIM_K1, SSIM_K2, _gauss_kernel_1d
 
 FACESWAP_MIXED_FACES_PER_S = 16.9
 """faceswap ``original``, mixed precision, batch 16 per side, on this CPU."""
@@ -72,15 +72,15 @@ class TextbookOriginal(nn.Module):
         return torch.sigmoid(self.decoders[side](self.up(z)).float())
 
 
-def _gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
-    g = torch.exp(-((torch.arange(size, dtype=torch.float32) - size // 2) ** 2) / (2 * sigma**2))
-    g = g / g.sum()
-    return (g[:, None] * g[None, :]).expand(3, 1, size, size).contiguous()
+def _gaussian_window() -> torch.Tensor:
+    """faceloom's 11 px, sigma 1.5 SSIM kernel as a depthwise (3, 1, 11, 11) conv weight."""
+    g = torch.as_tensor(_gauss_kernel_1d(), dtype=torch.float32)
+    return (g[:, None] * g[None, :]).expand(3, 1, -1, -1).contiguous()
 
 
 def textbook_dssim(pred: torch.Tensor, target: torch.Tensor, window: torch.Tensor) -> torch.Tensor:
     """(1 - SSIM) / 2 as faceswap's loss: 11x11 Gaussian, valid windows, depthwise convolutions."""
-    c1, c2 = 0.01**2, 0.03**2
+    c1, c2 = SSIM_K1**2, SSIM_K2**2
 
     def blur(t: torch.Tensor) -> torch.Tensor:
         return F.conv2d(t, window, groups=3)
@@ -102,14 +102,11 @@ def make_textbook_step(batch: int, bf16: bool) -> Callable[[], None]:
     window = _gaussian_window()
     opt = torch.optim.Adam(m.parameters(), lr=5e-5, eps=1e-7)
 
-    def cast() -> contextlib.AbstractContextManager[Any]:
-        return torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
-
     def step() -> None:
         opt.zero_grad()
         loss = xa.new_zeros(())
         for side, x in (("a", xa), ("b", xb)):
-            with cast():
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                 y = m(x, side)
             loss = loss + textbook_dssim(y, x, window) + F.mse_loss(y, x)
         loss.backward()

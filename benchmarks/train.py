@@ -90,8 +90,6 @@ class TimedRun:
                 self.curve.append((round(self.trained_s, 1), score(trainer, self.fs)))
                 self.next_eval = self.trained_s + self.every
                 self.marks = [m for m in self.marks if m > self.trained_s]
-        if self.done:
-            self.prefetch.close()
 
     def result(self) -> dict:
         return {

@@ -120,6 +120,11 @@ class AugmentConfig:
     ``+- color * 128``, chroma shift ``+- color * 32`` (8-bit YCrCb units). Affine in YCrCb, so it is
     one 3 x 4 colour matrix in RGB: ~20x cheaper than a round trip through OpenCV's Lab. 0 disables."""
 
+    @property
+    def warps(self) -> bool:
+        """Whether the input is grid-warped at all."""
+        return self.warp and self.warp_strength > 0
+
     def __post_init__(self) -> None:
         for name in ("rotation", "scale", "shift", "color", "warp_strength"):
             if getattr(self, name) < 0:
@@ -633,7 +638,7 @@ class FaceData:
             cv2.warpAffine(
                 img, m, (r, r), dst=out.target[i], flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT101
             )
-            if aug.warp and aug.warp_strength > 0:
+            if aug.warps:
                 # Smooth offsets in output pixels, then through the inverse affine into the loaded image.
                 offsets = cv2.resize(
                     grid * np.float32(aug.warp_strength * WARP_SIGMA * r),
@@ -647,7 +652,7 @@ class FaceData:
             pts = transform_points(pts, m)
             if flip:
                 pts = pts[IBUG_MIRROR]
-        if rng is None or not aug.warp or aug.warp_strength == 0:
+        if rng is None or not aug.warps:
             out.warped[i] = out.target[i]
         out.mask[i, :, :, 0] = hull_mask(pts, r)
         out.weights[i, :, :, 0] = region_weights_fast(pts, r, self.eye_weight, self.mouth_weight)
