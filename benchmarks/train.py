@@ -46,7 +46,7 @@ def score(trainer: Trainer, fs: dict[str, Faceset]) -> float:
     for s in ("a", "b"):
         held = set(trainer.holdout[s].holdout_ids)
         records = [r for r in fs[s].records if r.id in held][:48]
-        sides.append(common_holdout_ssim(trainer.model, fs[s], records, s))
+        sides.append(common_holdout_ssim(trainer.inference_model, fs[s], records, s))
     trainer.model.train()
     return float(np.mean(sides))
 
@@ -97,7 +97,7 @@ class TimedRun:
             "faces_per_s": round(self.steps * 2 * self.trainer.batch_size / self.trained_s, 1),
             "ssim_at": {f"{m:g}min": _value_at(self.curve, m * 60) for m in self.checkpoints},
             "curve": self.curve,
-            "model": self.trainer.model,
+            "model": self.trainer.inference_model,
         }
 
 

@@ -179,6 +179,7 @@ def test_original_defaults_are_faceswaps() -> None:
     assert (d.learning_rate, d.adam_eps, d.batch_size, d.warmup_steps) == (5e-5, 1e-7, 16, 0)
     assert (d.ssim_weight, d.mse_weight, d.eye_weight, d.mouth_weight, d.coverage) == (1, 1, 3, 2, 1.0)
     assert d.warp_strength == 1.0  # faceswap's grid warp, 5 px at 256
+    assert d.ema_decay == 0.0  # faceswap saves the raw trained weights
 
 
 @pytest.mark.parametrize(("k", "stride", "size"), [(5, 2, 64), (5, 2, 8), (3, 1, 4), (5, 1, 12)])

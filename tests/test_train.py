@@ -91,6 +91,59 @@ def test_resume_continues_the_exact_fp32_curve(pair: tuple[Path, Path], tmp_path
         assert float(r1["loss_b"]) == pytest.approx(float(r2["loss_b"]), rel=1e-5, abs=1e-6)
 
 
+def test_weight_average_is_saved_and_resume_keeps_it_exact(pair: tuple[Path, Path], tmp_path: Path) -> None:
+    """With --ema-decay the checkpoint's weights are the average of the trained ones (what convert,
+    export and --init-from load), the raw weights travel beside them, and --resume continues both
+    exactly; the held-out score is taken on the average."""
+    cfg = lite(precision="fp32", batch_size=4, save_every=10, preview_every=0, eval_every=0, log_every=1)
+    cfg = replace(cfg, ema_decay=0.9)
+    straight = Trainer(pair[0], pair[1], tmp_path / "straight", replace(cfg, iterations=20))
+    result = straight.run()
+    train(pair[0], pair[1], tmp_path / "resumed", replace(cfg, iterations=10))
+    train(None, None, tmp_path / "resumed", replace(cfg, iterations=10), resume=True)
+    a_log, b_log = _log(tmp_path / "straight"), _log(tmp_path / "resumed")
+    for r1, r2 in zip(a_log, b_log, strict=True):
+        assert float(r1["loss_a"]) == pytest.approx(float(r2["loss_a"]), rel=1e-5, abs=1e-6)
+    saved = {n: ModelDir.load(tmp_path / n) for n in ("straight", "resumed")}
+    raw = {n: m.load_train_weights() for n, m in saved.items()}
+    avg = {n: m.load_weights() for n, m in saved.items()}
+    assert raw["straight"] is not None and raw["resumed"] is not None
+    for key, value in avg["straight"].items():
+        torch.testing.assert_close(avg["resumed"][key], value, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(raw["resumed"][key], raw["straight"][key], rtol=1e-5, atol=1e-6)
+    # The average lags the trained weights, so the two differ.
+    lag = [float((avg["straight"][k] - raw["straight"][k]).abs().max()) for k in avg["straight"]]
+    assert max(lag) > 1e-4
+    # Inference loads the average; the trainer scores it.
+    model, _ = load_model(tmp_path / "straight")
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, avg["straight"][key])
+    assert straight.average is not None and straight.inference_model is straight.average.module
+    assert result.holdout == straight.evaluate()
+
+
+def test_weight_average_follows_its_decay_schedule() -> None:
+    from faceloom.train.ema import WeightAverage, ema_decay
+
+    assert ema_decay(0, 0.999) == pytest.approx(0.1) and ema_decay(8, 0.999) == pytest.approx(0.5)
+    assert ema_decay(10**6, 0.999) == 0.999
+    net = torch.nn.Linear(3, 2)
+    avg = WeightAverage(net, cap=0.5)
+    expected = [p.detach().clone() for p in net.parameters()]
+    for step in range(12):
+        with torch.no_grad():
+            for p in net.parameters():
+                p.add_(1.0)
+        avg.update(net, step)
+        d = ema_decay(step, 0.5)
+        expected = [d * e + (1 - d) * p.detach() for e, p in zip(expected, net.parameters(), strict=True)]
+    for got, want in zip(avg.module.parameters(), expected, strict=True):
+        torch.testing.assert_close(got, want)
+        assert not got.requires_grad
+    with pytest.raises(ValueError, match="decay"):
+        WeightAverage(net, cap=1.0)
+
+
 def test_killed_training_stays_loadable_and_resumes(pair: tuple[Path, Path], tmp_path: Path) -> None:
     out = tmp_path / "killed"
     cmd = [sys.executable, "-m", "faceloom", "-q", "train", "--a", pair[0], "--b", pair[1], "--out", out]
@@ -240,6 +293,11 @@ def test_warp_strength_comes_from_the_model_unless_given(pair: tuple[Path, Path]
     assert (resumed.data["b"].augment.warp, resumed.data["b"].augment.warp_strength) == (False, 0.5)
     kept = Trainer(None, None, tmp_path / "m1", lite(), resume=True)
     assert kept.data["a"].augment.warp_strength == 0.25
+    # lite and loom save a weight average unless told not to; resume keeps the first run's choice.
+    assert kept.average is not None and kept.average.cap == 0.999
+    raw = Trainer(pair[0], pair[1], tmp_path / "raw", lite(ema_decay=0.0))
+    assert raw.average is None and raw.inference_model is raw.model
+    assert Trainer(None, None, tmp_path / "raw", lite(), resume=True).average is None
 
 
 def test_bad_training_input(pair: tuple[Path, Path], trained_lite: Path, tmp_path: Path) -> None:

@@ -99,6 +99,14 @@ def train(
             help="Scale of the grid warp: 1.0 is faceswap's; default: the model's (original 1.0, loom 0.5).",
         ),
     ] = None,
+    ema_decay: Annotated[
+        float | None,
+        typer.Option(
+            "--ema-decay",
+            help="Save and swap with an average of the recent weights (about 1/(1-X) steps); "
+            "0 = the raw weights; default: the model's (lite and loom 0.999, original 0 as faceswap).",
+        ),
+    ] = None,
     yaw_balance: Annotated[bool, typer.Option("--yaw-balance", help="Sample rare head angles more.")] = False,
     gan: Annotated[bool, typer.Option("--gan", help="Add a patch discriminator (adversarial loss).")] = False,
     gan_weight: Annotated[float, typer.Option("--gan-weight")] = 0.1,
@@ -131,6 +139,7 @@ def train(
         flip_b=not no_flip_b,
         warp=not no_warp,
         warp_strength=warp_strength,
+        ema_decay=ema_decay,
         yaw_balance=yaw_balance,
         gan=gan,
         gan_weight=gan_weight,

@@ -85,6 +85,7 @@ class TrainConfig:
     flip_b: bool = True
     warp: bool = True
     warp_strength: float | None = None
+    ema_decay: float | None = None
     yaw_balance: bool = False
     gan: bool = False
     gan_weight: float = 0.1
@@ -106,6 +107,8 @@ class TrainConfig:
             raise ValueError(f"--minutes must be positive, got {self.minutes}")
         if self.warp_strength is not None and self.warp_strength < 0:
             raise ValueError(f"--warp-strength must be >= 0, got {self.warp_strength}")
+        if self.ema_decay is not None and not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"--ema-decay must be in [0, 1), got {self.ema_decay}")
         if not 0.0 <= self.holdout_share < 0.5:
             raise ValueError(f"--holdout-share must be in [0, 0.5), got {self.holdout_share}")
 

@@ -3,7 +3,9 @@
 Layout::
 
     model.json                     what the model is and which checkpoint is current
-    checkpoints/step_00001000/     weights.safetensors, optimizer.pt (the rolling checkpoint)
+    checkpoints/step_00001000/     weights.safetensors, optimizer.pt (the rolling checkpoint), and
+                                   train_weights.safetensors when the saved weights are a weight
+                                   average (the raw trained weights, for an exact --resume)
     snapshots/step_00005000/       weights.safetensors (kept apart, never rolled over)
     previews/                      step_00001000.png and latest.png
     log.csv, tensorboard/          losses over time
@@ -35,6 +37,7 @@ MODEL_VERSION = 1
 MODEL_FILE = "model.json"
 WEIGHTS_FILE = "weights.safetensors"
 OPTIMIZER_FILE = "optimizer.pt"
+TRAIN_WEIGHTS_FILE = "train_weights.safetensors"
 
 
 @dataclass
@@ -109,8 +112,13 @@ class ModelDir:
         optimizer_state: dict[str, Any] | None,
         meta_updates: dict[str, Any],
         snapshot: bool = False,
+        train_state: dict[str, torch.Tensor] | None = None,
     ) -> Path:
-        """Write weights (+ optimizer) for ``step`` and make it the current checkpoint."""
+        """Write weights (+ optimizer) for ``step`` and make it the current checkpoint.
+
+        ``model_state`` is what inference loads; ``train_state``, when the two differ (a weight
+        average is saved), the raw trained weights that ``--resume`` continues from.
+        """
         from safetensors.torch import save as save_safetensors
 
         name = f"step_{step:08d}"
@@ -119,8 +127,10 @@ class ModelDir:
         try:
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir(parents=True)
-            weights = {k: v.detach().cpu().contiguous() for k, v in model_state.items()}
-            atomic_write_bytes(tmp / WEIGHTS_FILE, save_safetensors(weights))
+            for file, state in ((WEIGHTS_FILE, model_state), (TRAIN_WEIGHTS_FILE, train_state)):
+                if state is not None:
+                    weights = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+                    atomic_write_bytes(tmp / file, save_safetensors(weights))
             if optimizer_state is not None:
                 import io
 
@@ -156,6 +166,13 @@ class ModelDir:
             return load_file(str(path))
         except Exception as exc:  # safetensors raises its own error types
             raise FormatError(f"damaged weights file ({exc})", path) from exc
+
+    def load_train_weights(self) -> dict[str, torch.Tensor] | None:
+        """The raw trained weights of the current checkpoint, or None where they equal the saved ones."""
+        ckpt = self.checkpoint_dir
+        if ckpt is None or not (ckpt / TRAIN_WEIGHTS_FILE).exists():
+            return None
+        return self.load_weights(ckpt / TRAIN_WEIGHTS_FILE)
 
     def load_optimizer(self) -> dict[str, Any] | None:
         ckpt = self.checkpoint_dir

@@ -26,6 +26,7 @@ from faceloom.errors import FaceloomError, FormatError, InputError
 from faceloom.faces.faceset import Faceset
 from faceloom.faces.identity import mean_embedding
 from faceloom.train.data import AugmentConfig, FaceData, HoldOut, Prefetcher, split_holdout
+from faceloom.train.ema import WeightAverage
 from faceloom.train.losses import (
     faceswap_loss,
     gan_discriminator_loss,
@@ -178,6 +179,7 @@ class Trainer:
                 learning_rate=config.learning_rate or saved.learning_rate,
                 warp=saved.warp and config.warp,
                 warp_strength=saved.warp_strength if config.warp_strength is None else config.warp_strength,
+                ema_decay=saved.ema_decay if config.ema_decay is None else config.ema_decay,
                 iterations=config.iterations,
                 minutes=config.minutes,
                 device=config.device,
@@ -213,9 +215,13 @@ class Trainer:
 
         torch.manual_seed(config.seed)
         init_meta: dict[str, Any] = {}
+        averaged: dict[str, torch.Tensor] | None = None
         if existing is not None:
             self.model = create_model(existing.meta["architecture"], **existing.meta.get("arch", {}))
-            self.model.load_state_dict(existing.load_weights(), strict=True)
+            raw = existing.load_train_weights()
+            saved_weights = existing.load_weights()
+            self.model.load_state_dict(saved_weights if raw is None else raw, strict=True)
+            averaged = None if raw is None else saved_weights
             self.holdout = {s: HoldOut.from_json(existing.meta["holdout"][s]) for s in SIDES}
         else:
             self.model = create_model(config.model)
@@ -223,6 +229,10 @@ class Trainer:
                 init_meta = self._init_from(Path(config.init_from))
             self.holdout = {s: split_holdout(self.fs[s], share=config.holdout_share) for s in SIDES}
         self.model.to(self.device)
+        cap = self.defaults.ema_decay if config.ema_decay is None else config.ema_decay
+        self.average = WeightAverage(self.model, cap) if cap > 0 else None
+        if self.average is not None and averaged is not None:
+            self.average.load_state_dict(averaged)
         self.mdir = existing if existing is not None else self._create_model_dir(out, init_meta)
 
         self.params = list(self.model.parameters())
@@ -420,6 +430,8 @@ class Trainer:
             )
         total.backward()
         self.optimizer.step()
+        if self.average is not None:
+            self.average.update(self.model, step)
         if self.discriminators and self.d_optimizer is not None:
             self.d_optimizer.zero_grad(set_to_none=True)
             d_total = None
@@ -447,17 +459,25 @@ class Trainer:
         return {k: float(v) / self.world for k, v in zip(keys, t.tolist(), strict=True)}
 
     # ---- evaluation, previews, checkpoints --------------------------------------------------------
+    @property
+    def inference_model(self) -> FaceSwapModel:
+        """The weights that are saved, scored and swapped with: the weight average when there is one."""
+        if self.average is not None:
+            return self.average.module  # type: ignore[return-value]
+        return self.model
+
     @torch.no_grad()
     def evaluate(self, n: int = 32) -> dict[str, float]:
         """Masked SSIM of reconstructions of held-out faces (never trained on), per side."""
         from faceloom.metrics import ssim_torch
 
-        self.model.eval()
+        model = self.inference_model
+        model.eval()
         out = {}
         for s in SIDES:
             b = self.eval_data[s].fixed(min(n, len(self.eval_data[s]))).to_torch(self.device)
             with self._autocast():
-                pred, _ = self.model(b["target"], s)
+                pred, _ = model(b["target"], s)
             out[f"holdout_ssim_{s}"] = float(ssim_torch(pred.float(), b["target"], mask=b["mask"]))
         return out
 
@@ -468,16 +488,27 @@ class Trainer:
         if self.discriminators and self.d_optimizer is not None:
             opt_state["discriminators"] = {s: d.state_dict() for s, d in self.discriminators.items()}
             opt_state["d_optimizer"] = self.d_optimizer.state_dict()
-        self.mdir.save_checkpoint(self.step, self.model.state_dict(), opt_state, {}, snapshot=snapshot)
+        if self.average is None:
+            self.mdir.save_checkpoint(self.step, self.model.state_dict(), opt_state, {}, snapshot=snapshot)
+        else:
+            self.mdir.save_checkpoint(
+                self.step,
+                self.average.state_dict(),
+                opt_state,
+                {},
+                snapshot=snapshot,
+                train_state=self.model.state_dict(),
+            )
 
     def preview(self) -> Path | None:
         if self.rank != 0:
             return None
-        self.model.eval()
+        model = self.inference_model
+        model.eval()
         n = 6
         batches = {s: self.eval_data[s].fixed(min(n, len(self.eval_data[s]))) for s in SIDES}
         with torch.no_grad(), self._autocast():
-            image = render_preview(self.model, batches["a"], batches["b"], self.device)
+            image = render_preview(model, batches["a"], batches["b"], self.device)
         from faceloom.media.writer import write_image
 
         path = self.mdir.root / "previews" / f"step_{self.step:08d}.png"

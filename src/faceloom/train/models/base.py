@@ -36,6 +36,9 @@ class TrainDefaults:
     coverage: float = 1.0  # share of the crop the model sees (1.0 = the whole crop)
     warp_strength: float = 1.0
     """Scale of the random grid warp's offsets; 1.0 is faceswap's (N(0, 5/256 of the side))."""
+    ema_decay: float = 0.0
+    """Cap of the decay of the weight average that is saved and swapped with
+    (:mod:`faceloom.train.ema`); 0 saves the raw trained weights, as faceswap does."""
 
 
 class FaceSwapModel(nn.Module):
