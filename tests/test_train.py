@@ -134,7 +134,7 @@ def test_weight_average_follows_its_decay_schedule() -> None:
         with torch.no_grad():
             for p in net.parameters():
                 p.add_(1.0)
-        avg.update(net, step)
+        avg.update(step)
         d = ema_decay(step, 0.5)
         expected = [d * e + (1 - d) * p.detach() for e, p in zip(expected, net.parameters(), strict=True)]
     for got, want in zip(avg.module.parameters(), expected, strict=True):

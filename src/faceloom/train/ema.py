@@ -31,7 +31,8 @@ class WeightAverage:
     """A shadow copy of ``model`` whose parameters follow the trained ones as an EMA.
 
     Args:
-        model: the network being trained; the average starts as a copy of its current weights.
+        model: the network being trained (it stays bound: :meth:`update` reads its parameters);
+            the average starts as a copy of its current weights.
         cap: the largest decay, in ``[0, 1)``; about ``1 / (1 - cap)`` steps are averaged late in a run.
 
     The shadow is a full module (:attr:`module`) in eval mode that never takes gradients, so it can
@@ -40,7 +41,7 @@ class WeightAverage:
 
     Example:
         >>> avg = WeightAverage(model, cap=0.999)
-        >>> loss.backward(); optimizer.step(); avg.update(model, step)
+        >>> loss.backward(); optimizer.step(); avg.update(step)
         >>> avg.module(x, "b")  # swap with the averaged weights
     """
 
@@ -51,18 +52,15 @@ class WeightAverage:
         self.module = copy.deepcopy(model).eval()
         self.module.requires_grad_(False)
         self._params: list[torch.Tensor] = list(self.module.parameters())
-        self._buffers = list(self.module.buffers())
+        self._source: list[torch.Tensor] = list(model.parameters())
+        self._buffer_pairs = list(zip(self.module.buffers(), model.buffers(), strict=True))
 
     @torch.no_grad()
-    def update(self, model: nn.Module, step: int) -> None:
-        """Pull the average towards ``model``'s weights after optimizer step ``step``."""
-        weight = 1.0 - ema_decay(step, self.cap)
-        torch._foreach_lerp_(self._params, [p.detach() for p in model.parameters()], weight)
-        for mine, theirs in zip(self._buffers, model.buffers(), strict=True):
+    def update(self, step: int) -> None:
+        """Pull the average towards the trained weights after optimizer step ``step``."""
+        torch._foreach_lerp_(self._params, self._source, 1.0 - ema_decay(step, self.cap))
+        for mine, theirs in self._buffer_pairs:
             mine.copy_(theirs)
-
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        return self.module.state_dict()
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         self.module.load_state_dict(state, strict=True)

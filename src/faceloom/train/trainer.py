@@ -431,7 +431,7 @@ class Trainer:
         total.backward()
         self.optimizer.step()
         if self.average is not None:
-            self.average.update(self.model, step)
+            self.average.update(step)
         if self.discriminators and self.d_optimizer is not None:
             self.d_optimizer.zero_grad(set_to_none=True)
             d_total = None
@@ -488,17 +488,10 @@ class Trainer:
         if self.discriminators and self.d_optimizer is not None:
             opt_state["discriminators"] = {s: d.state_dict() for s, d in self.discriminators.items()}
             opt_state["d_optimizer"] = self.d_optimizer.state_dict()
-        if self.average is None:
-            self.mdir.save_checkpoint(self.step, self.model.state_dict(), opt_state, {}, snapshot=snapshot)
-        else:
-            self.mdir.save_checkpoint(
-                self.step,
-                self.average.state_dict(),
-                opt_state,
-                {},
-                snapshot=snapshot,
-                train_state=self.model.state_dict(),
-            )
+        raw = None if self.average is None else self.model.state_dict()
+        self.mdir.save_checkpoint(
+            self.step, self.inference_model.state_dict(), opt_state, {}, snapshot=snapshot, train_state=raw
+        )
 
     def preview(self) -> Path | None:
         if self.rank != 0:
