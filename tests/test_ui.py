@@ -577,6 +577,9 @@ def test_cli_ui_prints_url_and_serves(tmp_path: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        # As from a terminal: a test run started in the background of a shell script has SIGINT
+        # ignored, the child would inherit that, and Python then never turns Ctrl-C into an exception.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         url = None
