@@ -30,6 +30,10 @@ FACESWAP_MIXED_FACES_PER_S = 16.9
 """faceswap ``original``, mixed precision, batch 16 per side, on this CPU."""
 TEXTBOOK_BF16_FACES_PER_S = 25.0
 """The same architecture in plain torch with bf16 autocast, measured in the same run as the above."""
+FACESWAP_FP32_FACES_PER_S = 11.4
+"""faceswap ``original`` in fp32, same run."""
+TEXTBOOK_FP32_FACES_PER_S = 15.6
+"""The plain-torch build in fp32, same run."""
 
 
 class _TfSameConv(nn.Conv2d):

@@ -1,14 +1,20 @@
-"""Time to quality: held-out masked SSIM (one crop, one mask for every model) against training time.
+"""Training speed and time to quality; prints one JSON object (progress goes to stderr).
 
+Speed first (skip it with --no-speed): faces/s at batch 16 per side, both sides counted, of
+``original`` in fp32 and bf16 and of the default model (``loom``), and ``original`` against the
+textbook plain-torch build in alternating windows (:mod:`benchmarks.train_speed`, which has the
+full set of speed measurements). Target: ``original`` at 2x the faces/s of faceswap's best.
+
+Time to quality: held-out masked SSIM (one crop, one mask for every model) against training time.
 Trains `original`, the default model (`loom`), and `loom` started `--init-from` a model trained
 on another pair, each for the longest of --minutes, scoring held-out faces every --every seconds
 of training time (scoring time is not counted). A = GRID speaker g3, B = the CREMA-D actor; the
 other pair for --init-from is GRID g1 <-> g2. The prior for --init-from trains first; then the
 three runs take turns of --slice seconds of training each, so swings in host speed hit all three
-alike. Prints one JSON object (progress goes to stderr).
+alike.
 
 Targets: the default model reaches original's final SSIM in a quarter of its time; --init-from
-halves that again. Usage: python benchmarks/train.py [--minutes 5,10,20] [--every 30]
+halves that again. Usage: python benchmarks/train.py [--minutes 5,10,20] [--every 30] [--no-speed]
 """
 
 from __future__ import annotations
@@ -146,7 +152,14 @@ def main() -> None:
     parser.add_argument(
         "--prior-minutes", type=float, default=10.0, help="training of the --init-from source"
     )
+    parser.add_argument("--no-speed", action="store_true", help="skip the faces/s measurements")
     args = parser.parse_args()
+    speed = None
+    if not args.no_speed:
+        from benchmarks.train_speed import measure
+
+        print("[train benchmark] speed: original fp32 and bf16, loom, original vs textbook", file=sys.stderr)
+        speed = measure(["--models", "original,loom", "--windows", "3", "--no-ablations", "--no-inference"])
     checkpoints = [float(m) for m in args.minutes.split(",")]
     grid, crema = args.data / "grid", sorted((args.data / "crema-d").glob("*.flv"))
     with tempfile.TemporaryDirectory() as tmp:
@@ -207,6 +220,9 @@ def main() -> None:
         reach = report[name]["seconds_to_original_final"]  # type: ignore[index]
         report[name]["share_of_original_time"] = round(reach / orig_time, 3) if reach else None  # type: ignore[index]
     report["targets"] = {"loom_share": 0.25, "loom_init_from_share": 0.125}
+    if speed is not None:
+        keys = ("machine", "train", "versus_textbook_original", "ratios", "targets")
+        report["speed"] = {k: speed[k] for k in keys}
     print(json.dumps(report, indent=2))
 
 
