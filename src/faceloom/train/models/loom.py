@@ -29,7 +29,9 @@ face crop, A = GRID g3, B = CREMA-D, 2 CPU cores):
 * ``width=32`` (13 M parameters, 0.77 GMAC per face forward). Per minute of training it
   beat width 48 and 64 clearly (more steps of nearly the same worth) and width 24 slightly;
   ``width=64`` (44 M) remains available for longer runs on bigger machines.
-* Learning rate 4e-4 after a 10-step warm-up: 2e-4 was slower, 6e-4 and 8e-4 no better per step.
+* Learning rate 4e-4 after a 10-step warm-up: 2e-4 was slower, 6e-4 and 8e-4 no better per step
+  at batch 16. At batch 8 on a bf16 CPU, 6e-4 was ahead by 0.003-0.015 SSIM through 5 minutes in
+  one run, while 4e-4 alone scored 0.829-0.837 at 5 minutes across runs: not a clear gain.
 * The grid warp at half faceswap's strength (``warp_strength=0.5``). One 5-minute run each,
   held-out SSIM, then the swaps' face-embedding distance to the wanted person's mean (A->B, B->A;
   lower is closer; retrieval of the wanted person was 1.0 in every run):
@@ -51,7 +53,9 @@ face crop, A = GRID g3, B = CREMA-D, 2 CPU cores):
   what the model lacks; the weight average takes out the extra noise of the smaller batches later
   on. Four runs taking turns of 10 s, 5 minutes each, on an AVX2-only 2-core CPU (fp32, about
   17 faces/s): held-out SSIM 0.766 at batch 8 (305 steps) against 0.731 at 16 (159 steps); the
-  warp turned off, for comparison, gave 0.757. On a GPU, where a step of 8 costs about what one
+  warp turned off, for comparison, gave 0.757. On a bf16 CPU (Zen 4), where batch 16 runs 16%
+  more faces/s in the trainer loop, batch 8 still led at every minute: 0.837 against 0.816 after
+  5 minutes (707 against 411 steps). On a GPU, where a step of 8 costs about what one
   of 16 does, give ``--batch-size 16`` or more.
 
 Measured and not used: depthwise-separable convs (faster per layer at 16-32 px, but they cut the
