@@ -40,10 +40,10 @@ pin_threads()
 import numpy as np  # noqa: E402
 
 from faceloom.config import TrainConfig  # noqa: E402
+from faceloom.evaluation.crops import common_holdout_ssim  # noqa: E402
 from faceloom.extract import extract  # noqa: E402
 from faceloom.faces.faceset import Faceset  # noqa: E402
-from faceloom.train.data import Prefetcher  # noqa: E402
-from faceloom.train.evaluate import common_holdout_ssim  # noqa: E402
+from faceloom.train.prefetch import Prefetcher  # noqa: E402
 from faceloom.train.trainer import Trainer  # noqa: E402
 
 

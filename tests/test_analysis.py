@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from faceloom.analysis.analyze import analyze, analyze_facesets
-from faceloom.analysis.attributes import expression_measures, face_table
+from faceloom.analysis.attributes import face_table
 from faceloom.analysis.coverage import (
     CoverageRule,
     find_mismatches,
@@ -23,6 +23,7 @@ from faceloom.config import ExtractConfig
 from faceloom.extract import extract
 from faceloom.faces.align import MEAN_FACE, alignment_matrix
 from faceloom.faces.faceset import FaceRecord, Faceset
+from faceloom.faces.landmarks import expression_measures
 from tests.media_helpers import read_frames, write_video
 
 

@@ -18,12 +18,12 @@ from faceloom.convert.blend import BORDER, paste_face, sharpen, soften_mask
 from faceloom.convert.color import ColorMethod, match_color
 from faceloom.convert.segment import Segmenter
 from faceloom.convert.smoothing import OneEuroFilter, TrackSmoother
+from faceloom.evaluation.crops import crop_landmarks
 from faceloom.faces.align import alignment_matrix, derive_crop, transform_points, warp_crop
 from faceloom.faces.faceset import FaceRecord, Faceset
 from faceloom.faces.landmarks import interocular
 from faceloom.faces.masks import hull_mask
 from faceloom.media.reader import iter_video
-from faceloom.train.evaluate import crop_landmarks
 
 
 # ---- fixtures and helpers -----------------------------------------------------------------------

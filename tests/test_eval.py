@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from faceloom.analysis.evaluation import EvalConfig, evaluate, evaluate_model
-from faceloom.analysis.flicker import video_flicker
 from faceloom.errors import InputError
+from faceloom.evaluation import EvalConfig, evaluate, evaluate_model
+from faceloom.evaluation.flicker import video_flicker
 from faceloom.faces.faceset import Faceset
 from faceloom.train.modeldir import ModelDir
 from faceloom.train.models import create_model

@@ -18,21 +18,12 @@ from typer.testing import CliRunner
 
 from faceloom.errors import InputError
 from faceloom.faces.faceset import FaceRecord, Faceset
+from faceloom.faces.faceset_edit import remove_faces, sort_faceset
+from faceloom.faces.faceset_preview import CAPTION_H, HEADER_H, preview_sheet, sheet_size
+from faceloom.faces.faceset_query import BLURRY_FRACTION, crop_landmarks, faceset_info, short_id
 from faceloom.faces.landmarks import LEFT_EYE, MOUTH, RIGHT_BROW, RIGHT_EYE
 from faceloom.faces.masks import hull_mask, region_weights
 from faceloom.faces.quality import blur_score
-from faceloom.faceset_tools import (
-    BLURRY_FRACTION,
-    CAPTION_H,
-    HEADER_H,
-    crop_landmarks,
-    faceset_info,
-    preview_sheet,
-    remove_faces,
-    sheet_size,
-    short_id,
-    sort_faceset,
-)
 
 
 @pytest.fixture

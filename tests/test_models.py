@@ -12,8 +12,9 @@ import torch
 import torch.nn.functional as F
 
 from faceloom.faces.align import derive_crop
+from faceloom.runtime import resolve_precision
+from faceloom.train.discriminator import PatchDiscriminator
 from faceloom.train.models import FaceSwapModel, create_model, get_model_class, model_names
-from faceloom.train.models.discriminator import PatchDiscriminator
 from faceloom.train.models.original import GEMM_MAX_POSITIONS, SameConv2d
 
 NAMES = model_names()
@@ -233,9 +234,12 @@ def test_learns_real_faces(name: str, faces_rgb: list[np.ndarray]) -> None:
 
     start = mse()
     opt = torch.optim.Adam(m.parameters(), lr=2e-4, betas=(0.9, 0.999), fused=True)
+    # The trainer's own precision rule: bf16 where the CPU has it, else fp32 (emulated bf16 on an
+    # AVX2-only CPU made this test take minutes).
+    dtype = resolve_precision("auto", "cpu")
     for _ in range(STEPS.get(name, 6)):
         opt.zero_grad(set_to_none=True)
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
             z = m.encode(torch.cat([xa, xb]))
             za, zb = z.chunk(2)
             (ra, _), (rb, _) = m.decode(za, "a"), m.decode(zb, "b")

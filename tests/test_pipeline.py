@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from faceloom.media.reader import Frame, iter_video
-from faceloom.pipeline import Cancelled, Stage, run_pipeline
+from faceloom.pipeline import Stage, run_pipeline
+from faceloom.progress import Cancelled
 
 
 def _gray_mean(frame_rgb: np.ndarray) -> float:

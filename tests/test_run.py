@@ -22,11 +22,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from faceloom.cli_run import expand_many_values
-from faceloom.demo import split_reenactment
+from faceloom.cli.run import expand_many_values
 from faceloom.errors import FormatError, InputError, OutputError
-from faceloom.fetch import fetch
-from faceloom.workspace import STAGES, Workspace, dump_toml, normalize_section, run_workspace
+from faceloom.workspace import STAGE_NAMES as STAGES
+from faceloom.workspace import Workspace, dump_toml, normalize_section, run_workspace
+from faceloom.workspace.demo import split_reenactment
+from faceloom.workspace.fetch import fetch
 from tests.media_helpers import write_video
 
 ITERATIONS = 30
@@ -121,7 +122,7 @@ def test_settings_are_typed_and_validated_by_the_stage_configs() -> None:
         normalize_section("convert", {"colour": "hist"})
     with pytest.raises(ValueError, match="must be one of"):
         normalize_section("convert", {"color": "sepia"})
-    with pytest.raises(ValueError, match="--every-n must be at least 1"):
+    with pytest.raises(ValueError, match=r"extract\.every_n must be at least 1"):
         normalize_section("extract", {"every_n": 0})
     with pytest.raises(ValueError, match="unknown settings section"):
         normalize_section("paint", {})
@@ -168,7 +169,8 @@ def test_workspace_create_open_edit_and_status(tmp_path: Path) -> None:
     assert Workspace.is_workspace(ws.root)
     again = Workspace.open(ws.root)
     assert again.settings == ws.settings
-    assert again.train_config().iterations == 5 and again.train_config().model == "lite"
+    # One rule for defaults: a new workspace takes faceloom.config's (the model: loom, as for train).
+    assert again.train_config().iterations == 5 and again.train_config().model == "loom"
     assert not again.convert_config().side_by_side
     assert {k: v.state for k, v in again.status().items()} == dict.fromkeys(STAGES, "pending")
     again.update_settings("convert", {"color": "lct"})
@@ -223,7 +225,7 @@ def test_a_cancelled_run_returns_a_summary_and_records_the_stage(tmp_path: Path)
     cancel = threading.Event()
     cancel.set()
     seen: list[tuple[str, float, str]] = []
-    summary = run_workspace(ws, cancel=cancel, progress=lambda *r: seen.append(r))
+    summary = run_workspace(ws, cancel=cancel, progress=lambda p: seen.append((p.task, p.done, p.message)))
     assert summary.cancelled and summary.ran == [] and summary.output is None
     assert seen[0] == ("extract", 0.0, "started")
     status = ws.status()
@@ -243,12 +245,12 @@ def test_fetch_downloads_once_and_explains_failures(
     server: tuple[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     url, root = server
-    seen: list[tuple[int, int | None]] = []
-    got = fetch(f"{url}/clip.mp4", tmp_path, progress=lambda d, t: seen.append((d, t)))
+    seen: list[tuple[float, float | None]] = []
+    got = fetch(f"{url}/clip.mp4", tmp_path, progress=lambda p: seen.append((p.done, p.total)))
     assert got.read_bytes() == (root / "clip.mp4").read_bytes() and got.suffix == ".mp4"
     assert seen[-1] == (3000, 3000)
     assert [p.name for p in tmp_path.iterdir()] == [got.name]  # no temporary file left
-    assert fetch(f"{url}/clip.mp4", tmp_path, progress=lambda d, t: seen.append((d, t))) == got
+    assert fetch(f"{url}/clip.mp4", tmp_path, progress=lambda p: seen.append((p.done, p.total))) == got
     assert len(seen) == 1  # the second fetch reused the file
     with pytest.raises(InputError, match="HTTP 404"):
         fetch(f"{url}/missing.mp4", tmp_path)
@@ -287,7 +289,7 @@ def chain(
     first = _json(
         _faceloom(
             *("run", "--a", grid["g3"], "--b", data / "crema-d", "--target", target, "--workspace", ws),
-            *("--iterations", str(ITERATIONS), *TINY, "--json"),
+            *("--model", "lite", "--side-by-side", "--iterations", str(ITERATIONS), *TINY, "--json"),
         )
     )
     return ws, first
@@ -425,7 +427,7 @@ def test_a_person_or_target_without_faces_is_a_clear_error(grid: dict[str, Path]
     ws = tmp_path / "ws"
     no_b = _faceloom(
         *("run", "--a", grid["g1"], "--b", blank, "--target", grid["g1"], "--workspace", ws),
-        *("--iterations", "5", "--set", "extract.every_n=3"),
+        *("--model", "lite", "--iterations", "5", "--set", "extract.every_n=3"),
     )
     assert no_b.returncode == 2
     line = _error_line(no_b)

@@ -18,16 +18,18 @@ import numpy as np
 import pytest
 import torch
 
-from faceloom.config import ExtractConfig
+from faceloom.cli.options import Given
+from faceloom.cli.train import resumed_config
+from faceloom.config import ExtractConfig, TrainConfig
 from faceloom.errors import FormatError, InputError
+from faceloom.evaluation.crops import identity_scores
 from faceloom.extract import extract
 from faceloom.faces.faceset import Faceset
 from faceloom.media.writer import read_label
 from faceloom.train.data import FaceData
-from faceloom.train.evaluate import identity_scores
 from faceloom.train.modeldir import ModelDir
-from faceloom.train.models import create_model
-from faceloom.train.trainer import Trainer, TrainError, load_model, train
+from faceloom.train.models import create_model, load_model
+from faceloom.train.trainer import Trainer, TrainError, train
 from tests.conftest import LITE_STEPS
 from tests.conftest import lite_config as lite
 
@@ -224,7 +226,7 @@ def test_ddp_two_processes_match_one(pair: tuple[Path, Path], tmp_path: Path) ->
 def test_onnx_export_matches_pytorch(pair: tuple[Path, Path], trained_lite: Path, tmp_path: Path) -> None:
     import onnxruntime as ort
 
-    from faceloom.train.evaluate import model_inputs
+    from faceloom.evaluation.crops import model_inputs
 
     out = tmp_path / "lite_b.onnx"
     proc = subprocess.run(
@@ -288,16 +290,21 @@ def test_warp_strength_comes_from_the_model_unless_given(pair: tuple[Path, Path]
             assert (aug.warp_strength, aug.warp) == (strength, warp)
         batch = trainer.data["a"].batch(0, 2)
         assert np.array_equal(batch.warped, batch.target) != warp
-    # On --resume the warp settings of the command apply to that run (a finishing stretch without it).
-    resumed = Trainer(None, None, tmp_path / "m2", lite(warp=False), resume=True)
+
+    # On --resume the warp settings of the command apply to that run (a finishing stretch without it);
+    # what the command does not give again is the saved run's (faceloom.cli.train.resumed_config).
+    def resumed_with(out: Path, **given: Any) -> TrainConfig:
+        return resumed_config(out, Given({TrainConfig: given}))
+
+    resumed = Trainer(None, None, tmp_path / "m2", resumed_with(tmp_path / "m2", warp=False), resume=True)
     assert (resumed.data["b"].augment.warp, resumed.data["b"].augment.warp_strength) == (False, 0.5)
-    kept = Trainer(None, None, tmp_path / "m1", lite(), resume=True)
+    kept = Trainer(None, None, tmp_path / "m1", resumed_with(tmp_path / "m1"), resume=True)
     assert kept.data["a"].augment.warp_strength == 0.25
     # lite and loom save a weight average unless told not to; resume keeps the first run's choice.
     assert kept.average is not None and kept.average.cap == 0.999
     raw = Trainer(pair[0], pair[1], tmp_path / "raw", lite(ema_decay=0.0))
     assert raw.average is None and raw.inference_model is raw.model
-    assert Trainer(None, None, tmp_path / "raw", lite(), resume=True).average is None
+    assert Trainer(None, None, tmp_path / "raw", resumed_with(tmp_path / "raw"), resume=True).average is None
 
 
 def test_bad_training_input(pair: tuple[Path, Path], trained_lite: Path, tmp_path: Path) -> None:

@@ -16,16 +16,10 @@ from faceloom.faces.align import CropType, derive_crop, subcrop_box, umeyama
 from faceloom.faces.faceset import FaceRecord, Faceset
 from faceloom.faces.landmarks import LEFT_EYE, RIGHT_EYE
 from faceloom.faces.masks import hull_mask, region_weights
-from faceloom.train.data import (
-    IBUG_MIRROR,
-    AugmentConfig,
-    Batch,
-    FaceData,
-    HoldOut,
-    Prefetcher,
-    region_weights_fast,
-    split_holdout,
-)
+from faceloom.train.augment import IBUG_MIRROR, AugmentConfig
+from faceloom.train.data import Batch, FaceData, region_weights_fast
+from faceloom.train.holdout import HoldOut, split_holdout
+from faceloom.train.prefetch import Prefetcher
 
 R = 64
 
@@ -380,9 +374,9 @@ def test_yaw_balance_draws_rare_angles_more(g1_faceset: Path) -> None:
 
 
 def test_load_reports_progress_and_rejects_unknown_ids(g1: Faceset) -> None:
-    calls: list[tuple[int, int]] = []
+    calls: list[tuple[float, float | None]] = []
     ids = [r.id for r in g1.records[:5]]
-    FaceData(g1, ids, crop="head", resolution=32, seed=0, progress=lambda d, t: calls.append((d, t)))
+    FaceData(g1, ids, crop="head", resolution=32, seed=0, progress=lambda p: calls.append((p.done, p.total)))
     assert calls and calls[-1] == (5, 5)
     with pytest.raises(Exception, match="not in the faceset"):
         FaceData(g1, [*ids, "nope"], crop="face", resolution=32, seed=0)

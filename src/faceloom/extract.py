@@ -28,8 +28,8 @@ from faceloom.faces.faceset import (
     FaceRecord,
     Faceset,
     SourceEntry,
-    file_fingerprint,
-    source_key,
+    legacy_file_fingerprint,
+    new_source_key,
     to_ranges,
 )
 from faceloom.faces.identity import FaceEmbedder, mean_embedding
@@ -37,14 +37,13 @@ from faceloom.faces.pose import estimate_pose
 from faceloom.faces.quality import blur_score
 from faceloom.faces.tracking import Tracker
 from faceloom.faces.types import DetectedFace
+from faceloom.fsutil import content_fingerprint
 from faceloom.media.reader import Frame, ReadReport, iter_source, probe_video, read_image
 from faceloom.media.sources import MediaSource, collect_sources
 from faceloom.media.writer import write_image
 from faceloom.metrics import embedding_distance
 from faceloom.pipeline import PipelineStats, Stage, run_pipeline
-
-ProgressFn = Callable[[str, int, int], None]
-"""progress(label, frames_done, frames_total) - total is an estimate for video."""
+from faceloom.progress import ProgressFn, report
 
 
 @dataclass
@@ -122,6 +121,8 @@ class _Extraction:
         faceset: Faceset,
         config: ExtractConfig,
         sources: list[MediaSource],
+        keys: list[str],
+        contents: list[str],
         progress: ProgressFn | None,
         ref: np.ndarray | None,
         embedder: FaceEmbedder | None,
@@ -129,7 +130,8 @@ class _Extraction:
         self.fs = faceset
         self.cfg = config
         self.sources = sources
-        self.keys = [source_key(s.path) for s in sources]
+        self.keys = keys
+        self.contents = contents
         self.progress = progress
         self.ref = ref
         self.embedder = embedder
@@ -250,8 +252,8 @@ class _Extraction:
                         landmarks_full=face.landmarks_full,
                     )
                 )
-        if self.progress is not None:
-            self.progress(str(self.sources[i].path), self.frames_seen[i], self.totals[i])
+        # total: an estimate for video (from its duration)
+        report(self.progress, str(self.sources[i].path), self.frames_seen[i], self.totals[i])
 
     def finish_source(self, i: int, rows: list[FaceRecord]) -> None:
         src, key = self.sources[i], self.keys[i]
@@ -265,7 +267,7 @@ class _Extraction:
         entry = SourceEntry(
             path=str(src.path.resolve()),
             kind=src.kind,
-            fingerprint=file_fingerprint(src.path),
+            fingerprint=self.contents[i],
             settings=self.cfg.output_fingerprint(),
             complete=True,
             frames=self.frames_seen[i],
@@ -345,19 +347,25 @@ def extract(
     settings = config.output_fingerprint()
     known = fs.sources
     todo: list[MediaSource] = []
+    keys: list[str] = []
+    contents: list[str] = []
     results: list[SourceResult] = []
     for src in sources:
-        key = source_key(src.path)
-        entry = known.get(key)
+        content = content_fingerprint(src.path)
+        key = fs.find_source(src.path, content)
+        entry = known.get(key) if key is not None else None
         if (
-            entry
+            key is not None
+            and entry is not None
             and entry.complete
             and entry.settings == settings
-            and entry.fingerprint == file_fingerprint(src.path)
+            and entry.fingerprint in (content, legacy_file_fingerprint(src.path))
         ):
             results.append(SourceResult(src.path, key, skipped=True, frames=entry.frames, faces=entry.faces))
-        else:
+        elif content not in contents:  # the same file reached twice is extracted once
             todo.append(src)
+            keys.append(key if key is not None else new_source_key(src.path, content))
+            contents.append(content)
     if not todo:
         return ExtractResult(out, results, None)
 
@@ -370,7 +378,7 @@ def extract(
         finally:
             probe.close()
 
-    job = _Extraction(fs, config, todo, progress, ref, embedder)
+    job = _Extraction(fs, config, todo, keys, contents, progress, ref, embedder)
     fs.save()  # the header exists before any image does, so the folder is recognisable at once
 
     def make_align() -> Callable[[_Item], _Item]:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import tempfile
+import time
 from pathlib import Path
 
 from faceloom.errors import output_error_from_os
@@ -65,3 +67,51 @@ def ensure_dir(path: str | Path) -> Path:
     if not path.is_dir():
         raise output_error_from_os(NotADirectoryError(20, "not a folder"), path)
     return path
+
+
+def content_fingerprint(path: str | Path) -> str:
+    """Identity of a file by its content alone: its size and hashes of its first and last MiB.
+
+    A moved, renamed or copied file keeps it (no path or time goes in); cheap for any size.
+    """
+    path = Path(path)
+    size = path.stat().st_size
+    h = hashlib.sha256(f"{size}:".encode())
+    with open(path, "rb") as fh:
+        h.update(fh.read(1 << 20))
+        if size > 2 << 20:
+            fh.seek(-(1 << 20), os.SEEK_END)
+            h.update(fh.read())
+    return h.hexdigest()[:20]
+
+
+KEPT_MARK = ".prev-"
+"""Things faceloom would otherwise delete are renamed ``NAME.prev-<label>-<time>`` beside it."""
+
+
+def move_aside(path: str | Path, label: str = "") -> Path:
+    """Rename ``path`` (a file or folder) to ``<stem>.prev-[<label>-]<time><suffix>`` beside it and
+    return the new path. Used instead of deleting anything the user made or trained.
+    """
+    path = Path(path)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    tag = f"{label}-{stamp}" if label else stamp
+    stem, suffix = (path.stem, path.suffix) if path.is_file() else (path.name, "")
+    target = path.with_name(f"{stem}{KEPT_MARK}{tag}{suffix}")
+    k = 2
+    while target.exists():
+        target = path.with_name(f"{stem}{KEPT_MARK}{tag}-{k}{suffix}")
+        k += 1
+    try:
+        os.replace(path, target)
+    except OSError as exc:
+        raise output_error_from_os(exc, target) from exc
+    return target
+
+
+def kept_aside(folder: str | Path) -> list[Path]:
+    """What :func:`move_aside` kept in ``folder``, oldest move first."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return sorted((p for p in folder.iterdir() if KEPT_MARK in p.name), key=lambda p: p.stat().st_ctime)

@@ -14,11 +14,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from faceloom.progress import Cancelled
+
+__all__ = ["Cancelled", "PipelineStats", "Stage", "StageStats", "run_pipeline"]
+
 _END = object()
-
-
-class Cancelled(Exception):
-    """Raised by run_pipeline when its cancel event was set."""
 
 
 @dataclass

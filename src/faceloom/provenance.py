@@ -42,6 +42,7 @@ from typing import Any, Literal
 import cv2
 import numpy as np
 
+from faceloom.checks import check_shape
 from faceloom.errors import InputError
 from faceloom.media.writer import FrameFilter
 
@@ -144,8 +145,7 @@ def _luma(rgb: np.ndarray) -> np.ndarray:
     """Luma of an :math:`(H, W)`, :math:`(H, W, 3)` or :math:`(H, W, 4)` uint8 frame as float32."""
     if rgb.ndim == 2:
         return rgb.astype(np.float32)
-    if rgb.ndim != 3 or rgb.shape[2] not in (3, 4):
-        raise ValueError(f"frame must be HxW, HxWx3 or HxWx4, got {rgb.shape}")
+    check_shape(rgb, "H W 3|4", "frame")
     return cv2.cvtColor(np.ascontiguousarray(rgb[..., :3]), cv2.COLOR_RGB2GRAY).astype(np.float32)
 
 
@@ -188,9 +188,7 @@ class Watermark:
         The change has an RMS of at most :data:`MAX_RMS` grey levels (PSNR >= 43 dB). About
         0.2 ms for a 1280x720 frame once the pattern of that size is cached.
         """
-        if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
-            desc = f"{rgb.shape} {rgb.dtype}" if isinstance(rgb, np.ndarray) else type(rgb).__name__
-            raise ValueError(f"frame must be an HxWx3 uint8 RGB array, got {desc}")
+        check_shape(rgb, "H W 3", "frame", dtype=np.uint8)
         plus, minus = _offsets(self.seed, self.grid, rgb.shape[0], rgb.shape[1])
         out: np.ndarray = cv2.add(np.ascontiguousarray(rgb), plus)
         cv2.subtract(out, minus, dst=out)

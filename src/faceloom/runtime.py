@@ -1,4 +1,5 @@
-"""Process-wide runtime settings: thread pinning, device choice, quieting native libraries."""
+"""Process-wide runtime settings: thread pinning, device and precision choice, quieting native
+libraries. torch is imported only inside the functions that need it."""
 
 from __future__ import annotations
 
@@ -8,8 +9,12 @@ import re
 import sys
 import threading
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-from faceloom.config import DeviceChoice
+from faceloom.config.choices import DeviceChoice, Precision
+
+if TYPE_CHECKING:
+    import torch
 
 _NATIVE_LOG_ENV = {"GLOG_minloglevel": "2", "TF_CPP_MIN_LOG_LEVEL": "3", "ABSL_MIN_LOG_LEVEL": "2"}
 
@@ -56,6 +61,23 @@ def resolve_device(choice: DeviceChoice) -> str:
             raise FaceloomError("--device cuda was asked for, but no CUDA device is available")
         return "cuda"
     return "cuda" if has_cuda else "cpu"
+
+
+def resolve_precision(precision: Precision, device: str) -> torch.dtype | None:
+    """Autocast dtype for the chosen precision on ``device`` ("cpu", "cuda", ...), or None for plain
+    fp32. ``auto``: bf16 on GPUs that have it (else fp16) and on CPUs with AVX-512 bf16, else fp32."""
+    import torch
+
+    if precision == "fp32":
+        return None
+    if precision == "bf16":
+        return torch.bfloat16
+    if precision == "fp16":
+        return torch.float16
+    if device.startswith("cuda"):
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    bf16_cpu = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
+    return torch.bfloat16 if callable(bf16_cpu) and bf16_cpu() else None
 
 
 _NATIVE_LINE = re.compile(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -26,13 +25,13 @@ from faceloom.analysis.coverage import (
 from faceloom.config import ExtractConfig
 from faceloom.errors import InputError
 from faceloom.faces.faceset import Faceset
-from faceloom.faceset_tools import BLURRY_FRACTION, relative_blur
+from faceloom.faces.faceset_query import BLURRY_FRACTION, relative_blur
+from faceloom.progress import ProgressFn
 
 REPORT_VERSION = 1
 TARGET_DIR = "target_faceset"
 """Sub-folder of the report dir that a target video is extracted into (re-runs reuse it)."""
 TargetKind = Literal["faceset_a", "faceset", "video"]
-ProgressFn = Callable[[str, int, int], None]
 
 
 @dataclass

@@ -26,6 +26,7 @@ import numpy as np
 
 from faceloom.faces.align import derive_crop, subcrop_box, transform_points
 from faceloom.faces.faceset import FaceRecord, Faceset
+from faceloom.faces.landmarks import expression_measures
 from faceloom.faces.masks import hull_mask
 
 Attribute = Literal[
@@ -95,39 +96,6 @@ class FaceTable:
             thumbs=None if self.thumbs is None else self.thumbs[idx],
             missing_images=[i for i in self.missing_images if i in kept],
         )
-
-
-def _dist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return np.asarray(np.linalg.norm(a - b, axis=-1))
-
-
-def expression_measures(landmarks: np.ndarray) -> dict[str, np.ndarray]:
-    """Mouth opening, eye aspect ratio and mouth width of faces.
-
-    Args:
-        landmarks: (N, 68, 2) or (68, 2) landmarks, ideally in an aligned crop (any scale).
-
-    Returns:
-        ``mouth_open``, ``eye_open`` and ``mouth_width`` (mouth width over eye distance), each (N,)
-        or 0-d float64.
-    """
-    p = np.asarray(landmarks, dtype=np.float64)
-    if p.shape[-2:] != (68, 2):
-        raise ValueError(f"landmarks must be (68, 2) or (N, 68, 2), got {p.shape}")
-    width = np.maximum(_dist(p[..., 48, :], p[..., 54, :]), 1e-6)
-    gap = (
-        _dist(p[..., 61, :], p[..., 67, :])
-        + _dist(p[..., 62, :], p[..., 66, :])
-        + _dist(p[..., 63, :], p[..., 65, :])
-    ) / 3.0
-
-    def ear(e: np.ndarray) -> np.ndarray:
-        vertical = _dist(e[..., 1, :], e[..., 5, :]) + _dist(e[..., 2, :], e[..., 4, :])
-        return np.asarray(vertical / (2.0 * np.maximum(_dist(e[..., 0, :], e[..., 3, :]), 1e-6)))
-
-    eyes = (ear(p[..., 36:42, :]) + ear(p[..., 42:48, :])) / 2.0
-    iod = np.maximum(_dist(p[..., 36:42, :].mean(axis=-2), p[..., 42:48, :].mean(axis=-2)), 1e-6)
-    return {"mouth_open": gap / width, "eye_open": eyes, "mouth_width": width / iod}
 
 
 def crop_points(record: FaceRecord) -> np.ndarray:

@@ -9,12 +9,16 @@ pixel of the frame is left untouched, bit for bit.
 from __future__ import annotations
 
 import math
-from typing import Literal, get_args
+from typing import get_args
 
 import cv2
 import numpy as np
 
-BlendMethod = Literal["alpha", "seamless"]
+from faceloom.checks import check_shape
+from faceloom.config.choices import BlendChoice
+
+BlendMethod = BlendChoice
+"""Its choices are declared once, in :mod:`faceloom.config.choices`."""
 BLEND_METHODS: tuple[BlendMethod, ...] = get_args(BlendMethod)
 
 BORDER = 0.02
@@ -32,8 +36,7 @@ of its mask: a face cut by the frame edge is still cloned up to that edge."""
 
 def _check_mask(mask: np.ndarray) -> np.ndarray:
     m = np.asarray(mask)
-    if m.ndim != 2 or m.shape[0] != m.shape[1]:
-        raise ValueError(f"mask must be (R, R), got {m.shape}")
+    check_shape(m, "R R", "mask")
     return m
 
 
@@ -149,8 +152,7 @@ def paste_face(
         :math:`(H, W, 3)` uint8 frame (the same array as ``frame`` when it was writeable). Pixels
         where the warped mask is 0 are bit-identical to the input.
     """
-    if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
-        raise ValueError(f"frame must be (H, W, 3) uint8, got {frame.shape} {frame.dtype}")
+    check_shape(frame, "H W 3", "frame", dtype=np.uint8)
     size = face.shape[0]
     if face.shape != (size, size, 3) or face.dtype != np.uint8:
         raise ValueError(f"face must be (R, R, 3) uint8, got {face.shape} {face.dtype}")

@@ -14,12 +14,16 @@ of them reach the frame.
 
 from __future__ import annotations
 
-from typing import Literal, get_args
+from typing import get_args
 
 import cv2
 import numpy as np
 
-ColorMethod = Literal["none", "rct", "lct", "hist"]
+from faceloom.checks import check_shape
+from faceloom.config.choices import ColorChoice
+
+ColorMethod = ColorChoice
+"""Its choices are declared once, in :mod:`faceloom.config.choices`."""
 COLOR_METHODS: tuple[ColorMethod, ...] = get_args(ColorMethod)
 
 MIN_PIXELS = 16
@@ -29,8 +33,7 @@ _EPS = 1e-6
 
 
 def _check(face: np.ndarray, reference: np.ndarray, mask: np.ndarray | None) -> None:
-    if face.ndim != 3 or face.shape[2] != 3 or face.dtype != np.uint8:
-        raise ValueError(f"face must be (R, R, 3) uint8, got {face.shape} {face.dtype}")
+    check_shape(face, "R R 3", "face", dtype=np.uint8)
     if reference.shape != face.shape or reference.dtype != np.uint8:
         raise ValueError(f"reference must match face {face.shape} uint8, got {reference.shape}")
     if mask is not None and mask.shape != face.shape[:2]:

@@ -13,318 +13,28 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
-import torch
 
-from faceloom.config import ConvertConfig, SideChoice
-from faceloom.convert.blend import paste_face, sharpen, soften_mask
-from faceloom.convert.color import match_color
-from faceloom.convert.smoothing import TrackSmoother
-from faceloom.errors import FormatError, InputError, OutputError
-from faceloom.faces.align import alignment_matrix, transform_points, warp_crop
-from faceloom.faces.detect import FaceDetector, create_detector, detect_with_rotation
-from faceloom.faces.faceset import Faceset, source_key
-from faceloom.faces.identity import FaceEmbedder
-from faceloom.faces.masks import hull_mask
-from faceloom.faces.tracking import Tracker
+from faceloom.config import ConvertConfig
+from faceloom.convert.compose import Blender, output_filters, scaled_size
+from faceloom.convert.finder import FaceFinder
+from faceloom.convert.frames import ConvertResult, FrameJob
+from faceloom.convert.swapper import Swapper, predict_chunk
+from faceloom.errors import InputError, OutputError
+from faceloom.faces.faceset import Faceset
 from faceloom.media.reader import Frame, ReadReport, iter_source, iter_video, probe_video
 from faceloom.media.sources import MediaSource, collect_sources
-from faceloom.media.writer import IMAGE_SUFFIXES, FrameFilter, VideoWriter, write_image
-from faceloom.metrics import embedding_distance
-from faceloom.pipeline import PipelineStats, Stage, run_pipeline
-from faceloom.train.models.base import FaceSwapModel
-
-ProgressFn = Callable[[int, int], None]
-"""progress(frames_done, frames_total)."""
+from faceloom.media.writer import IMAGE_SUFFIXES, VideoWriter, write_image
+from faceloom.pipeline import Stage, run_pipeline
+from faceloom.progress import ProgressFn, report
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".mkv", ".mov", ".webm", ".avi"})
 
-
-@dataclass
-class FaceJob:
-    """One face of one frame on its way through the stages.
-
-    Attributes:
-        matrix: (2, 3) frame -> model crop.
-        landmarks: (68, 2) in model-crop pixels.
-        crop: (R, R, 3) uint8 model input; ``new`` the model output, ``mask`` its learned mask.
-    """
-
-    track: int
-    matrix: np.ndarray
-    landmarks: np.ndarray
-    crop: np.ndarray
-    new: np.ndarray | None = None
-    mask: np.ndarray | None = None
-
-
-@dataclass
-class FrameJob:
-    index: int
-    time: float
-    rgb: np.ndarray
-    faces: list[FaceJob] = field(default_factory=list)
-    found: int = 0  # faces detected, swapped or not
-    out: np.ndarray | None = None
-
-
-@dataclass
-class ConvertResult:
-    output: Path
-    frames: int
-    frames_with_swaps: int
-    faces_swapped: int
-    faces_left_alone: int
-    stats: PipelineStats | None
-    audio: str | None = None
-    warnings: list[str] = field(default_factory=list)
-
-
-# ------------------------------------------------------------------------------------ the model
-
-
-class Swapper:
-    """The model side of conversion: loads MODEL_DIR, runs batches through one decoder."""
-
-    def __init__(self, model_dir: str | Path, config: ConvertConfig) -> None:
-        from faceloom.runtime import resolve_device
-        from faceloom.train.trainer import load_model, resolve_precision
-
-        self.device = resolve_device(config.device)
-        self.model: FaceSwapModel
-        self.model, self.mdir = load_model(model_dir, self.device)
-        self.to: SideChoice = config.to
-        self.source: SideChoice = "a" if config.to == "b" else "b"
-        self.resolution = self.model.resolution
-        self.crop_type = self.model.crop
-        self.dtype = resolve_precision(config.precision, torch.device(self.device))
-        if config.mask in ("learned", "both") and not self.model.has_mask:
-            raise FormatError(
-                f"--mask {config.mask} needs a model with a learned mask; "
-                f"{self.mdir.meta['architecture']} has none (use --mask hull or segment)",
-                self.mdir.root,
-            )
-        # channels_last measured slower here with bf16 for original and loom (102 vs 80 faces/s).
-        embeddings = self.mdir.meta.get("embeddings") or {}
-        self.embeddings: dict[str, np.ndarray | None] = {
-            s: (np.asarray(embeddings[s], dtype=np.float32) if embeddings.get(s) else None)
-            for s in ("a", "b")
-        }
-
-    @torch.no_grad()
-    def predict(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """Args: crops (N, R, R, 3) uint8. Returns faces (N, R, R, 3) uint8 and masks (N, R, R) float32."""
-        x = torch.from_numpy(crops).to(self.device).permute(0, 3, 1, 2).float().div_(255)
-        if self.dtype is not None:
-            with torch.autocast(device_type=torch.device(self.device).type, dtype=self.dtype):
-                rgb, mask = self.model(x, self.to)
-        else:
-            rgb, mask = self.model(x, self.to)
-        faces = (rgb.float().clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
-        masks = mask.float().clamp(0, 1)[:, 0].cpu().numpy() if mask is not None else None
-        return np.ascontiguousarray(faces), masks
-
-
-# ---------------------------------------------------------------------------------- face finding
-
-
-class FaceFinder:
-    """Detect (or look up), track, pick the source person, smooth and align faces of a frame stream.
-
-    Not thread-safe: tracking and smoothing follow frame order, so one instance runs in one thread.
-    """
-
-    def __init__(
-        self,
-        swapper: Swapper,
-        config: ConvertConfig,
-        *,
-        faceset: Faceset | None = None,
-        faceset_key: str | None = None,
-        track_faces: bool = True,
-    ) -> None:
-        self.cfg = config
-        self.swapper = swapper
-        self.detector: FaceDetector | None = None
-        self.rows: dict[int, list[Any]] = {}
-        if faceset is not None:
-            for r in faceset.records:
-                if r.source == faceset_key:
-                    self.rows.setdefault(r.frame, []).append(r)
-        self.use_faceset = faceset is not None
-        self.tracker = Tracker()
-        self.track_faces = track_faces
-        self.smoother = TrackSmoother(config.smooth if track_faces else 0.0)
-        self.embedder: FaceEmbedder | None = None
-        self.decisions: dict[int, bool] = {}
-        self.track_offset = 0
-        self.looks_like_target = 0  # tracks that look like the person being rendered
-        self.left_alone = 0
-        self.rotation_hint = 0
-        self.smoother_tracks: set[int] = set()
-
-    def _faces(self, rgb: np.ndarray, index: int) -> list[tuple[np.ndarray, tuple[float, ...], int | None]]:
-        """(landmarks, bbox, track id or None) of each face in the frame."""
-        if self.use_faceset:
-            return [(r.landmarks_array, tuple(r.bbox), r.track) for r in self.rows.get(index, [])]
-        if self.detector is None:
-            self.detector = create_detector(self.cfg.detector)
-        faces = detect_with_rotation(self.detector, rgb, True, self.rotation_hint)
-        if faces:
-            self.rotation_hint = faces[0].rotation
-        return [(f.landmarks, f.bbox, None) for f in faces if f.size >= self.cfg.min_size]
-
-    def _is_source_person(self, track: int, rgb: np.ndarray, landmarks: np.ndarray) -> bool:
-        decided = self.decisions.get(track)
-        if decided is not None:
-            return decided
-        src = self.swapper.embeddings[self.swapper.source]
-        if self.cfg.all_faces or src is None:
-            self.decisions[track] = True
-            return True
-        if self.embedder is None:
-            self.embedder = FaceEmbedder()
-        emb = self.embedder.embed(rgb, landmarks)
-        d_src = float(embedding_distance(emb, src))
-        dst = self.swapper.embeddings[self.swapper.to]
-        d_dst = float(embedding_distance(emb, dst)) if dst is not None else float("inf")
-        keep = d_src <= self.cfg.identity_threshold
-        if not keep and d_dst <= self.cfg.identity_threshold and d_dst < d_src:
-            self.looks_like_target += 1
-        self.decisions[track] = keep
-        return keep
-
-    def __call__(self, job: FrameJob) -> FrameJob:
-        found = self._faces(job.rgb, job.index)
-        job.found = len(found)
-        if not found:
-            return job
-        if self.track_faces:
-            boxes = [(b[0], b[1], b[2], b[3]) for _, b, _ in found]
-            ids = (
-                [t if t is not None else -1 for _, _, t in found]
-                if self.use_faceset
-                else self.tracker.assign(job.index, boxes)
-            )
-            if not self.use_faceset:
-                for ended in self.smoother_tracks - self.tracker.live_ids():
-                    self.smoother.drop(ended)
-                self.smoother_tracks = set(ids)
-        else:
-            ids = list(range(self.track_offset, self.track_offset + len(found)))
-            self.track_offset += len(found)
-        res, crop = self.swapper.resolution, self.swapper.crop_type
-        for (landmarks, _, _), track in zip(found, ids, strict=True):
-            if not self._is_source_person(track, job.rgb, landmarks):
-                self.left_alone += 1
-                continue
-            smoothed = self.smoother.smooth(track, landmarks, job.time) if self.track_faces else landmarks
-            matrix = alignment_matrix(smoothed, res, crop)
-            job.faces.append(
-                FaceJob(
-                    track=track,
-                    matrix=matrix,
-                    landmarks=transform_points(landmarks, matrix),
-                    crop=warp_crop(job.rgb, matrix, res),
-                )
-            )
-        return job
-
-    def close(self) -> None:
-        if self.detector is not None:
-            self.detector.close()
-
-
-# ------------------------------------------------------------------------------------- blending
-
-
-class Blender:
-    """Mask, colour-match, sharpen and paste the new faces into their frames (one per thread)."""
-
-    def __init__(self, config: ConvertConfig, has_mask: bool, out_size: tuple[int, int] | None) -> None:
-        self.cfg = config
-        mask = config.mask
-        if mask == "auto":
-            mask = "learned" if has_mask else "hull"
-        self.mask_kind = mask
-        self.out_size = out_size
-        self.segmenter: Any = None
-        if mask in ("segment", "both"):
-            from faceloom.convert.segment import Segmenter
-
-            self.segmenter = Segmenter()
-
-    def face_mask(self, face: FaceJob) -> np.ndarray:
-        """(R, R) float32 mask of where the new face goes."""
-        size = face.crop.shape[0]
-        if self.mask_kind == "hull" or (self.mask_kind == "both" and face.mask is None):
-            mask = hull_mask(face.landmarks, size)
-        elif self.mask_kind in ("learned", "both"):
-            assert face.mask is not None
-            # The learned mask may spill over the crop edge; the hull (grown) bounds it.
-            mask = face.mask
-        else:
-            mask = hull_mask(face.landmarks, size)
-        if self.segmenter is not None:
-            mask = mask * self.segmenter.face_mask(face.crop)
-        return np.asarray(mask, dtype=np.float32)
-
-    def __call__(self, job: FrameJob) -> FrameJob:
-        original = job.rgb
-        frame = job.rgb.copy() if self.cfg.side_by_side else job.rgb
-        for face in job.faces:
-            if face.new is None:
-                continue
-            mask = soften_mask(self.face_mask(face), erode=self.cfg.erode, blur=self.cfg.blur)
-            new = match_color(face.new, face.crop, mask, self.cfg.color)
-            if self.cfg.sharpen > 0:
-                new = sharpen(new, self.cfg.sharpen)
-            frame = paste_face(frame, new, mask, face.matrix, self.cfg.blend)
-        out = np.hstack([original, frame]) if self.cfg.side_by_side else frame
-        if self.out_size is not None and (out.shape[1], out.shape[0]) != self.out_size:
-            out = cv2.resize(out, self.out_size, interpolation=cv2.INTER_AREA)
-        job.out = out
-        # The source frame is not needed past this point; drop it so queues hold one copy.
-        job.faces = [FaceJob(f.track, f.matrix, f.landmarks, f.crop[:0]) for f in job.faces]
-        return job
-
-    def close(self) -> None:
-        if self.segmenter is not None:
-            self.segmenter.close()
-
-
-def output_filters(config: ConvertConfig) -> list[FrameFilter]:
-    """The provenance filters every converted frame goes through."""
-    from faceloom.provenance import visible_label_filter, watermark_filter
-
-    filters: list[FrameFilter] = []
-    if config.label == "visible":
-        filters.append(visible_label_filter())
-    if config.watermark:
-        filters.append(watermark_filter())
-    return filters
-
-
-def _out_size(width: int, height: int, config: ConvertConfig) -> tuple[int, int] | None:
-    w = width * (2 if config.side_by_side else 1)
-    if config.scale == 1.0:
-        return None
-    return max(2, round(w * config.scale / 2) * 2), max(2, round(height * config.scale / 2) * 2)
-
-
-def _predict_chunk(swapper: Swapper, chunk: list[FrameJob]) -> list[FrameJob]:
-    faces = [f for job in chunk for f in job.faces]
-    if faces:
-        new, masks = swapper.predict(np.stack([f.crop for f in faces]))
-        for k, f in enumerate(faces):
-            f.new = new[k]
-            f.mask = masks[k] if masks is not None else None
-    return chunk
+__all__ = ["ConvertResult", "convert", "convert_preview"]
 
 
 # ------------------------------------------------------------------------------------ the runner
@@ -341,8 +51,8 @@ def _load_faceset(path: Path | None, video: Path) -> tuple[Faceset | None, str |
     if path is None:
         return None, None
     fs = Faceset.load(path)
-    key = source_key(video)
-    if key not in fs.sources:
+    key = fs.find_source(video)
+    if key is None:
         raise InputError(f"faceset holds no faces of {video.name}; extract that video into it first", path)
     return fs, key
 
@@ -410,9 +120,9 @@ def _convert_video(
 ) -> ConvertResult:
     info = probe_video(src)
     fs, key = _load_faceset(faceset_path, src)
-    report = ReadReport()
+    read_report = ReadReport()
     finder = FaceFinder(swapper, config, faceset=fs, faceset_key=key)
-    out_size = _out_size(info.width, info.height, config)
+    out_size = scaled_size(info.width, info.height, config)
     size = out_size or (info.width * (2 if config.side_by_side else 1), info.height)
     total = info.frames
     if config.start is not None or config.end is not None:
@@ -432,7 +142,7 @@ def _convert_video(
 
     stages = [
         Stage("detect+align", lambda: lambda chunk: [finder(job) for job in chunk]),
-        Stage("predict", lambda: lambda chunk: _predict_chunk(swapper, chunk)),
+        Stage("predict", lambda: lambda chunk: predict_chunk(swapper, chunk)),
         Stage("blend", make_blender, workers=2),
     ]
     writer = VideoWriter(
@@ -457,10 +167,9 @@ def _convert_video(
             counts["with_swaps"] += bool(job.faces)
             counts["swapped"] += len(job.faces)
             counts["empty"] += job.found == 0
-        if progress is not None:
-            progress(counts["frames"], total)
+        report(progress, src.name, counts["frames"], total)
 
-    frames = iter_video(src, report=report)
+    frames = iter_video(src, report=read_report)
     try:
         with writer:
             stats = run_pipeline(
@@ -475,8 +184,10 @@ def _convert_video(
         for b in blenders:
             b.close()
     warnings = list(writer.warnings)
-    if report.stopped_early:
-        warnings.append(f"{src}: {report.stopped_early}; converted the {counts['frames']} frames before it")
+    if read_report.stopped_early:
+        warnings.append(
+            f"{src}: {read_report.stopped_early}; converted the {counts['frames']} frames before it"
+        )
     elif config.start is None and config.end is None and counts["frames"] < 0.97 * info.frames - 1:
         warnings.append(
             f"{src}: the video ends after frame {counts['frames'] - 1} of the {info.frames} its header "
@@ -532,17 +243,16 @@ def _convert_images(
                 break
             frame = next(iter_source(source))
             job = finder(FrameJob(0, 0.0, frame.rgb))
-            job = blender(_predict_chunk(swapper, [job])[0])
+            job = blender(predict_chunk(swapper, [job])[0])
             assert job.out is not None
-            out_size = _out_size(job.rgb.shape[1], job.rgb.shape[0], config)
+            out_size = scaled_size(job.rgb.shape[1], job.rgb.shape[0], config)
             img = job.out if out_size is None else cv2.resize(job.out, out_size, interpolation=cv2.INTER_AREA)
             target = out if single else out / source.path.relative_to(src)
             target.parent.mkdir(parents=True, exist_ok=True)
             write_image(target, img, frame_filters=filters)
             counts["swapped"] += len(job.faces)
             counts["with_swaps"] += bool(job.faces)
-            if progress is not None:
-                progress(n + 1, len(images))
+            report(progress, source.path.name, n + 1, len(images))
     finally:
         finder.close()
         blender.close()
@@ -596,7 +306,7 @@ def convert_preview(
             if frame.index not in wanted:
                 continue
             job = finder(FrameJob(frame.index, frame.time, frame.rgb.copy()))
-            job = blender(_predict_chunk(swapper, [job])[0])
+            job = blender(predict_chunk(swapper, [job])[0])
             assert job.out is not None
             rows.append(np.hstack([frame.rgb, job.out]))
     finally:

@@ -32,6 +32,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from faceloom.checks import check_shape
+
 MIN_SIDE = 192
 """Crops smaller than this are upsampled before the models see them (the palm detector's input)."""
 
@@ -119,8 +121,7 @@ class Segmenter:
             :math:`(R, R)` float32 in :math:`[0, 1]`: person probability times one minus the
             (slightly feathered) region of any detected hand.
         """
-        if crop.ndim != 3 or crop.shape[2] != 3 or crop.shape[0] != crop.shape[1] or crop.dtype != np.uint8:
-            raise ValueError(f"crop must be (R, R, 3) uint8, got {crop.shape} {crop.dtype}")
+        check_shape(crop, "R R 3", "crop", dtype=np.uint8)
         work = self._upsampled(crop)
         mask = self._person(work)
         hands = self._hand_points(work)

@@ -25,7 +25,7 @@ import numpy as np
 
 from faceloom import __version__
 from faceloom.errors import FormatError, InputError
-from faceloom.fsutil import atomic_write_text, ensure_dir
+from faceloom.fsutil import atomic_write_text, content_fingerprint, ensure_dir
 
 FORMAT_NAME = "faceloom-faceset"
 FACESET_VERSION = 1
@@ -136,6 +136,7 @@ class SourceEntry:
     path: str
     kind: str
     fingerprint: str
+    """The file's :func:`~faceloom.fsutil.content_fingerprint` (0.1 facesets: size, mtime and content)."""
     settings: str
     complete: bool = False
     frames: int = 0
@@ -161,8 +162,9 @@ def to_ranges(indices: list[int]) -> list[list[int]]:
     return out
 
 
-def file_fingerprint(path: Path) -> str:
-    """Cheap identity of an input file: size, mtime and hashes of its first and last MiB."""
+def legacy_file_fingerprint(path: Path) -> str:
+    """The fingerprint faceloom 0.1 stored for a source (size, mtime, first and last MiB); still
+    accepted, so facesets extracted then are not extracted again."""
     st = path.stat()
     h = hashlib.sha256(f"{st.st_size}:{st.st_mtime_ns}".encode())
     with open(path, "rb") as fh:
@@ -173,11 +175,20 @@ def file_fingerprint(path: Path) -> str:
     return h.hexdigest()[:20]
 
 
-def source_key(path: Path) -> str:
-    """Short name of an input, unique within a faceset: file stem plus a hash of its full path."""
+def legacy_source_key(path: Path) -> str:
+    """The key faceloom 0.1 gave a source: its stem plus a hash of its resolved path."""
     digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:6]
-    stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in path.stem)[:40]
-    return f"{stem}-{digest}"
+    return f"{_stem(path)}-{digest}"
+
+
+def _stem(path: Path) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in path.stem)[:40]
+
+
+def new_source_key(path: Path, content: str) -> str:
+    """Short name for a new source (its face ids and crop files start with it): the file stem
+    plus a hash of its content, so the name is readable and unique within a faceset."""
+    return f"{_stem(path)}-{content[:8]}"
 
 
 class Faceset:
@@ -268,6 +279,51 @@ class Faceset:
 
     def by_id(self) -> dict[str, FaceRecord]:
         return {r.id: r for r in self.records}
+
+    def find_source(self, path: Path, content: str | None = None) -> str | None:
+        """The key of the source holding the file at ``path``, found by its content, so a moved,
+        renamed or copied file is still recognised; None when the faceset has none of it.
+
+        ``content`` is the file's :func:`~faceloom.fsutil.content_fingerprint` when known already.
+        """
+        sources = self.header.get("sources", {})
+        if not sources:
+            return None
+        content = content or content_fingerprint(path)
+        for key, entry in sources.items():
+            if entry.get("fingerprint") == content:
+                return str(key)
+        legacy = legacy_source_key(path)
+        if legacy in sources:
+            return legacy
+        fp = legacy_file_fingerprint(path)
+        for key, entry in sources.items():
+            if entry.get("fingerprint") == fp:
+                return str(key)
+        return None
+
+    def ids_fingerprint(self) -> str:
+        """Identity of the faces in the faceset: a hash of their ids (model.json records it)."""
+        return hashlib.sha256("\n".join(sorted(r.id for r in self.records)).encode()).hexdigest()[:16]
+
+    @staticmethod
+    def table_fingerprint(root: str | Path) -> str:
+        """Hash of a faceset folder's face table and crop settings, without loading it; "" when
+        there is no faceset, "damaged" when it cannot be read. Changes with every edit."""
+        root = Path(root)
+        header = root / HEADER_FILE
+        if not header.is_file():
+            return ""
+        h = hashlib.sha256()
+        try:
+            meta = json.loads(header.read_text())
+            h.update(json.dumps([meta.get("size"), meta.get("crop"), meta.get("image_format")]).encode())
+            table = root / TABLE_FILE
+            if table.is_file():
+                h.update(table.read_bytes())
+        except (OSError, json.JSONDecodeError):
+            return "damaged"
+        return h.hexdigest()[:16]
 
     # ---- mutation -----------------------------------------------------------------------
     def replace_source_rows(self, key: str, rows: list[FaceRecord]) -> None:

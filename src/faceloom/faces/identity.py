@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from faceloom.faces.detect_dlib import dlib_model_path
+
+if TYPE_CHECKING:
+    from faceloom.faces.faceset import Faceset
 
 
 class FaceEmbedder:
@@ -38,3 +41,15 @@ class FaceEmbedder:
 def mean_embedding(embeddings: list[np.ndarray] | np.ndarray) -> np.ndarray:
     """Mean of (N, 128) embeddings."""
     return np.asarray(np.mean(np.asarray(embeddings, dtype=np.float32), axis=0), dtype=np.float32)
+
+
+def faceset_mean_embedding(fs: Faceset, ids: list[str]) -> list[float] | None:
+    """Mean identity embedding of the faces ``ids`` of a faceset (for model.json), or None when they
+    have no embeddings."""
+    wanted = set(ids)
+    embs = [
+        np.asarray(r.embedding, dtype=np.float32)
+        for r in fs.records
+        if r.embedding is not None and r.id in wanted
+    ]
+    return [round(float(v), 6) for v in mean_embedding(embs)] if embs else None

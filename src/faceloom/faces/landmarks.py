@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from faceloom.checks import check_shape
 from faceloom.faces.landmark_tables import MESH_TO_68_INDEX, MESH_TO_68_WEIGHT
 
 JAW = slice(0, 17)
@@ -31,8 +32,7 @@ def mesh_to_68(mesh: np.ndarray) -> np.ndarray:
     Returns:
         (68, D) float32.
     """
-    if mesh.ndim != 2 or mesh.shape[0] < 478:
-        raise ValueError(f"expected (478, D) mesh points, got {mesh.shape}")
+    check_shape(mesh[:478], "478 D", "mesh points")
     picked = mesh[_MESH_INDEX].astype(np.float32)  # (68, 3, D)
     return np.asarray((picked * _MESH_WEIGHT[:, :, None]).sum(axis=1), dtype=np.float32)
 
@@ -46,3 +46,36 @@ def interocular(landmarks: np.ndarray) -> float:
     """Distance between the eye centres in pixels: the usual unit of landmark error."""
     right, left = eye_centers(landmarks)
     return float(np.linalg.norm(left - right))
+
+
+def _dist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.asarray(np.linalg.norm(a - b, axis=-1))
+
+
+def expression_measures(landmarks: np.ndarray) -> dict[str, np.ndarray]:
+    """Mouth opening, eye aspect ratio and mouth width of faces.
+
+    Args:
+        landmarks: (N, 68, 2) or (68, 2) landmarks, ideally in an aligned crop (any scale).
+
+    Returns:
+        ``mouth_open``, ``eye_open`` and ``mouth_width`` (mouth width over eye distance), each (N,)
+        or 0-d float64.
+    """
+    p = np.asarray(landmarks, dtype=np.float64)
+    if p.shape[-2:] != (68, 2):
+        raise ValueError(f"landmarks must be (68, 2) or (N, 68, 2), got {p.shape}")
+    width = np.maximum(_dist(p[..., 48, :], p[..., 54, :]), 1e-6)
+    gap = (
+        _dist(p[..., 61, :], p[..., 67, :])
+        + _dist(p[..., 62, :], p[..., 66, :])
+        + _dist(p[..., 63, :], p[..., 65, :])
+    ) / 3.0
+
+    def ear(e: np.ndarray) -> np.ndarray:
+        vertical = _dist(e[..., 1, :], e[..., 5, :]) + _dist(e[..., 2, :], e[..., 4, :])
+        return np.asarray(vertical / (2.0 * np.maximum(_dist(e[..., 0, :], e[..., 3, :]), 1e-6)))
+
+    eyes = (ear(p[..., 36:42, :]) + ear(p[..., 42:48, :])) / 2.0
+    iod = np.maximum(_dist(p[..., 36:42, :].mean(axis=-2), p[..., 42:48, :].mean(axis=-2)), 1e-6)
+    return {"mouth_open": gap / width, "eye_open": eyes, "mouth_width": width / iod}

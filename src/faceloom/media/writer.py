@@ -1,5 +1,8 @@
 """The one writer every faceloom output goes through, so the synthetic label cannot be forgotten.
 
+Images are :mod:`faceloom.media.images`, the label :mod:`faceloom.media.label`; this module writes
+videos and gathers the three (import every writer from here).
+
 Images (:func:`write_image`) and videos (:class:`VideoWriter`) are written to a temporary file in
 the target folder and renamed into place on success: a kill, a full disk or an exception never
 leaves a half-written file under the final name. Unless ``synthetic=False`` (crops of real
@@ -24,177 +27,29 @@ import io
 import itertools
 import os
 import secrets
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal
+from typing import Literal
 
 import av
 import numpy as np
-from PIL import Image, UnidentifiedImageError
-from PIL.PngImagePlugin import PngInfo
 
-from faceloom import __version__, fsutil
+from faceloom import fsutil
 from faceloom.errors import InputError, OutputError, output_error_from_os
+from faceloom.media.images import (
+    IMAGE_SUFFIXES,
+    FrameFilter,
+    apply_filters,
+    check_rgb,
+    encode_image,
+    write_image,
+)
+from faceloom.media.label import LABEL_KEY, LABEL_PREFIX, make_label, parse_label, read_label
 
-LABEL_KEY = "faceloom_synthetic"
-"""Metadata key (PNG tEXt keyword, video container tag) that holds the synthetic label."""
-
-LABEL_PREFIX = "synthetic=1; tool=faceloom"
-"""Every label starts with this, so a label found in a generic field (``comment``) is recognisable."""
-
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg"})
-
-FrameFilter = Callable[[np.ndarray, int], np.ndarray]
-"""``filter(rgb, frame_index) -> rgb``: HxWx3 uint8 in, HxWx3 uint8 of the same size out.
-
-Applied in order to every frame just before encoding. Empty by default; the invisible
-watermark of :mod:`faceloom.provenance` is meant to plug in here.
-"""
-
-_EXIF_IMAGE_DESCRIPTION = 0x010E
-_EXIF_SOFTWARE = 0x0131
 _MOV_FORMATS = ("mp4", "mov", "ipod", "ismv", "3gp", "3g2", "psp", "f4v")
 _CRF_CODECS = frozenset({"libx264", "libx265", "libsvtav1", "libaom-av1", "libvpx-vp9", "libvpx"})
-
-
-# --------------------------------------------------------------------------------------- label text
-
-
-def make_label(extra: Mapping[str, object] | None = None) -> str:
-    """The label text: ``synthetic=1; tool=faceloom <version>`` then ``; key=value`` per extra field.
-
-    Keys and values may not contain ``;`` or ``=`` or line breaks (ValueError).
-    """
-    parts = [f"{LABEL_PREFIX} {__version__}"]
-    for key, value in (extra or {}).items():
-        text = str(value)
-        for part in (key, text):
-            if any(ch in part for ch in ";=\n\r"):
-                raise ValueError(f"label field {key!r}={text!r} may not contain ';', '=' or line breaks")
-        if key in ("synthetic", "tool") or not key:
-            raise ValueError(f"label field name {key!r} is reserved or empty")
-        parts.append(f"{key}={text}")
-    return "; ".join(parts)
-
-
-def parse_label(text: str) -> dict[str, str] | None:
-    """Parse a label written by :func:`make_label` into a dict; None if ``text`` is not one."""
-    text = text.strip().rstrip("\x00")
-    if not text.startswith(LABEL_PREFIX):
-        return None
-    fields: dict[str, str] = {}
-    for part in text.split(";"):
-        key, sep, value = part.strip().partition("=")
-        if sep:
-            fields[key.strip()] = value.strip()
-    return fields
-
-
-# -------------------------------------------------------------------------------------------- images
-
-
-def _apply_filters(rgb: np.ndarray, index: int, filters: Sequence[FrameFilter]) -> np.ndarray:
-    for frame_filter in filters:
-        out = frame_filter(rgb, index)
-        if out.shape != rgb.shape or out.dtype != np.uint8:
-            raise ValueError(
-                f"frame filter {frame_filter!r} returned {out.shape} {out.dtype}, expected {rgb.shape} uint8"
-            )
-        rgb = out
-    return rgb
-
-
-def _check_rgb(rgb: np.ndarray, what: str = "image") -> None:
-    if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
-        desc = f"{rgb.shape} {rgb.dtype}" if isinstance(rgb, np.ndarray) else type(rgb).__name__
-        raise ValueError(f"{what} must be an HxWx3 uint8 RGB array, got {desc}")
-
-
-def encode_image(
-    rgb: np.ndarray,
-    suffix: str,
-    *,
-    synthetic: bool = True,
-    quality: int = 95,
-    compress_level: int = 1,
-    label_extra: Mapping[str, object] | None = None,
-) -> bytes:
-    """Encode an HxWx3 uint8 RGB image as PNG or JPEG bytes (``suffix`` ``.png``/``.jpg``/``.jpeg``),
-    with the synthetic label unless ``synthetic`` is False."""
-    _check_rgb(rgb)
-    suffix = suffix.lower()
-    if suffix not in IMAGE_SUFFIXES:
-        raise ValueError(f"unsupported image format {suffix!r}: use .png, .jpg or .jpeg")
-    img = Image.fromarray(np.ascontiguousarray(rgb), mode="RGB")
-    buf = io.BytesIO()
-    label = make_label(label_extra) if synthetic else None
-    if suffix == ".png":
-        info = PngInfo()
-        if label is not None:
-            info.add_text(LABEL_KEY, label)
-        img.save(buf, "PNG", pnginfo=info, compress_level=compress_level)
-    else:
-        if not 1 <= quality <= 100:
-            raise ValueError(f"JPEG quality must be 1..100, got {quality}")
-        kwargs: dict[str, Any] = {"quality": quality}
-        if label is not None:
-            exif = Image.Exif()
-            exif[_EXIF_IMAGE_DESCRIPTION] = label
-            exif[_EXIF_SOFTWARE] = f"faceloom {__version__}"
-            kwargs["exif"] = exif.tobytes()
-        img.save(buf, "JPEG", **kwargs)
-    return buf.getvalue()
-
-
-def write_image(
-    path: str | Path,
-    rgb: np.ndarray,
-    *,
-    synthetic: bool = True,
-    quality: int = 95,
-    compress_level: int = 1,
-    frame_filters: Sequence[FrameFilter] = (),
-    label_extra: Mapping[str, object] | None = None,
-    durable: bool = False,
-) -> None:
-    """Write an RGB image atomically as PNG or JPEG (chosen by the suffix of ``path``).
-
-    Args:
-        path: target file, ``.png``, ``.jpg`` or ``.jpeg``; its folder must exist.
-        rgb: image of shape :math:`(H, W, 3)`, uint8 RGB.
-        synthetic: label the file as synthetic (PNG tEXt / JPEG EXIF ImageDescription). Use
-            False only for crops of real footage (facesets).
-        quality: JPEG quality 1..100 (ignored for PNG).
-        compress_level: PNG zlib level 0..9 (1 is fast and about 20 % larger than 6).
-        frame_filters: callables ``(rgb, 0) -> rgb`` applied before encoding (empty by default;
-            the invisible watermark plugs in here).
-        label_extra: extra ``key=value`` fields for the label.
-        durable: fsync before the rename (slower; bulk crops skip it).
-
-    Raises:
-        OutputError: the file cannot be written (full disk, permissions), naming ``path``.
-        ValueError: bad array shape/dtype or unsupported suffix.
-    """
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in IMAGE_SUFFIXES:
-        raise OutputError(f"unsupported image format {path.suffix!r}: use .png, .jpg or .jpeg", path)
-    _check_rgb(rgb)
-    rgb = _apply_filters(rgb, 0, frame_filters)
-    data = encode_image(
-        rgb,
-        suffix,
-        synthetic=synthetic,
-        quality=quality,
-        compress_level=compress_level,
-        label_extra=label_extra,
-    )
-    fsutil.atomic_write_bytes(path, data, durable=durable)
-
-
-# -------------------------------------------------------------------------------------------- video
 
 
 _NTSC_RATES = tuple(Fraction(k * 1000, 1001) for k in (24, 30, 48, 60, 120, 240))
@@ -549,7 +404,7 @@ class VideoWriter:
         """
         if self._closed or self._out is None:
             raise ValueError("VideoWriter is closed")
-        _check_rgb(rgb, "frame")
+        check_rgb(rgb, "frame")
         if (rgb.shape[1], rgb.shape[0]) != self.size:
             raise ValueError(
                 f"frame is {rgb.shape[1]}x{rgb.shape[0]}, writer expects {self.size[0]}x{self.size[1]}"
@@ -564,7 +419,7 @@ class VideoWriter:
                 raise ValueError(f"frame time {time:.3f} s is before start_time {self._start_time:.3f} s")
             if self._last_pts is not None and pts <= self._last_pts:
                 pts = self._last_pts + 1
-        rgb = _apply_filters(rgb, self.frames_written, self.frame_filters)
+        rgb = apply_filters(rgb, self.frames_written, self.frame_filters)
         if self._pad != (0, 0):
             rgb = np.pad(rgb, ((0, self._pad[0]), (0, self._pad[1]), (0, 0)), mode="edge")
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
@@ -650,49 +505,15 @@ class VideoWriter:
             self.close()
 
 
-# -------------------------------------------------------------------------------------- reading
-
-
-def read_label(path: str | Path) -> dict[str, str] | None:
-    """Read the synthetic label of an image or video written by faceloom.
-
-    Returns the label's fields (``{"synthetic": "1", "tool": "faceloom 0.1.0", ...}``) or None
-    when the file carries no faceloom label. Raises InputError if the file cannot be read.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError("no such file", path)
-    texts: list[str] = []
-    try:
-        with Image.open(path) as img:
-            texts.extend(str(v) for k, v in img.info.items() if k == LABEL_KEY)
-            desc = img.getexif().get(_EXIF_IMAGE_DESCRIPTION)
-            if desc is not None:
-                texts.append(desc.decode("utf-8", "replace") if isinstance(desc, bytes) else str(desc))
-            comment = img.info.get("comment")
-            if comment is not None:
-                texts.append(
-                    comment.decode("utf-8", "replace") if isinstance(comment, bytes) else str(comment)
-                )
-    except (UnidentifiedImageError, OSError, ValueError):
-        texts = _video_label_texts(path)
-    for text in texts:
-        fields = parse_label(text)
-        if fields is not None:
-            return fields
-    return None
-
-
-def _video_label_texts(path: Path) -> list[str]:
-    try:
-        with av.open(str(path), mode="r") as container:
-            dicts = [container.metadata] + [s.metadata for s in container.streams]
-    except (OSError, av.error.FFmpegError) as exc:
-        raise InputError(f"not a readable image or video ({type(exc).__name__}: {exc})", path) from exc
-    texts: list[str] = []
-    for meta in dicts:
-        lowered = {str(k).lower(): str(v) for k, v in meta.items()}
-        for key in (LABEL_KEY, "comment", "description"):
-            if key in lowered:
-                texts.append(lowered[key])
-    return texts
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "LABEL_KEY",
+    "LABEL_PREFIX",
+    "FrameFilter",
+    "VideoWriter",
+    "encode_image",
+    "make_label",
+    "parse_label",
+    "read_label",
+    "write_image",
+]

@@ -1,4 +1,5 @@
-"""Training samples: held-out splits, face loading, augmentation and a background batch prefetcher.
+"""Training samples: face loading and augmentation (held-out splits: :mod:`.holdout`, background
+batches: :mod:`.prefetch`).
 
 One :class:`FaceData` holds the faces of one person, loaded once into RAM as the model's crop type
 (derived from the stored head crop) with a margin of context around it, plus their 68 landmarks in
@@ -22,10 +23,10 @@ from __future__ import annotations
 import math
 import os
 import threading
-from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
+from typing import TYPE_CHECKING, cast
 
 import cv2
 import numpy as np
@@ -36,48 +37,21 @@ from faceloom.faces.align import CROP_REGIONS, CropType, subcrop_box, transform_
 from faceloom.faces.faceset import FaceRecord, Faceset
 from faceloom.faces.landmarks import LEFT_EYE, MOUTH, RIGHT_EYE, interocular
 from faceloom.faces.masks import hull_mask
+from faceloom.progress import ProgressFn, report
+from faceloom.train.augment import (
+    COLOR_BRIGHTNESS,
+    COLOR_CHROMA,
+    DEFAULT_AUGMENT,
+    IBUG_MIRROR,
+    WARP_GRID,
+    WARP_SIGMA,
+    YAW_BIN_DEG,
+    YAW_MAX_BOOST,
+    AugmentConfig,
+)
 
 if TYPE_CHECKING:
     import torch
-
-T = TypeVar("T")
-
-IBUG_MIRROR: np.ndarray = np.array(
-    [
-        *range(16, -1, -1),  # jaw 0-16
-        *range(26, 16, -1),  # brows 17-26
-        27, 28, 29, 30,  # nose bridge
-        35, 34, 33, 32, 31,  # nose bottom
-        45, 44, 43, 42, 47, 46,  # right eye <- left eye
-        39, 38, 37, 36, 41, 40,  # left eye <- right eye
-        54, 53, 52, 51, 50, 49, 48, 59, 58, 57, 56, 55,  # outer lip
-        64, 63, 62, 61, 60, 67, 66, 65,  # inner lip
-    ],
-    dtype=np.int64,
-)  # fmt: skip
-"""iBUG 68-point mirror permutation: after flipping an image horizontally, ``points[IBUG_MIRROR]``
-puts every point back under its own index (the subject's right eye stays at 36-41, and so on)."""
-
-WARP_GRID = 5
-"""Control points per side of the random grid warp (faceswap: 5)."""
-
-WARP_SIGMA = 5.0 / 256.0
-"""Standard deviation of the grid-warp offsets as a share of the crop side (faceswap: 5 px at 256)."""
-
-MAX_MARGIN = 1.6
-"""Largest load size as a multiple of the model resolution; beyond it borders are reflected."""
-
-COLOR_BRIGHTNESS = 0.5
-"""Lightness shift at ``color = 1`` as a share of the full 8-bit range."""
-
-COLOR_CHROMA = 0.25
-"""Cr/Cb shift at ``color = 1`` in units of 128 (the half range of 8-bit chroma)."""
-
-YAW_BIN_DEG = 10.0
-"""Width of the yaw bins that ``yaw_balance`` equalises."""
-
-YAW_MAX_BOOST = 10.0
-"""With ``yaw_balance`` no face is drawn more than about this many times as often as uniformly."""
 
 _RGB_TO_YCC = np.array(
     [
@@ -96,201 +70,6 @@ _TAG_EPOCH = 0x5EED1D5
 _TAG_BALANCE = 0x5EED1D6
 """Middle words of the index generators' seeds, far from any real step, so they never meet the
 per-sample seeds ``[seed, step, i]``."""
-
-
-# ---- configuration ------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class AugmentConfig:
-    """Random augmentation of training samples (all on by default, as in faceswap)."""
-
-    rotation: float = 10.0
-    """Degrees, uniform in ``[-rotation, rotation]``."""
-    scale: float = 0.05
-    """Zoom share, uniform in ``[1 - scale, 1 + scale]``."""
-    shift: float = 0.05
-    """Translation share of the crop side, uniform in ``[-shift, shift]`` per axis."""
-    flip: bool = True
-    """Random horizontal flip with probability 0.5 (landmarks follow, mirror-permuted)."""
-    warp: bool = True
-    """Random 5 x 5 grid warp of the input only (offsets ~ N(0, warp_strength * 5/256 of the side))."""
-    warp_strength: float = 1.0
-    """Scale of the grid-warp offsets; 1.0 is faceswap's (5 px at 256), 0 leaves the input unwarped."""
-    color: float = 0.1
-    """Colour jitter: lightness (luma) contrast ``1 +- color`` around the image mean and brightness
-    ``+- color * 128``, chroma shift ``+- color * 32`` (8-bit YCrCb units). Affine in YCrCb, so it is
-    one 3 x 4 colour matrix in RGB: ~20x cheaper than a round trip through OpenCV's Lab. 0 disables."""
-
-    @property
-    def warps(self) -> bool:
-        """Whether the input is grid-warped at all."""
-        return self.warp and self.warp_strength > 0
-
-    def __post_init__(self) -> None:
-        for name in ("rotation", "scale", "shift", "color", "warp_strength"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"augment {name} must be >= 0, got {getattr(self, name)}")
-        if self.scale >= 1.0:
-            raise ValueError(f"augment scale must be < 1, got {self.scale}")
-
-    @classmethod
-    def off(cls) -> AugmentConfig:
-        """No augmentation at all."""
-        return cls(rotation=0.0, scale=0.0, shift=0.0, flip=False, warp=False, color=0.0)
-
-    def margin(self) -> float:
-        """Load size as a multiple of the output size so the affine never samples outside it.
-
-        A square of half side ``h`` rotated by ``a`` spans ``h (cos a + sin a)``; zooming out by
-        ``1 - scale`` and shifting by ``shift`` of the side grow it further. Capped at
-        :data:`MAX_MARGIN`; the grid warp's few pixels beyond are reflected.
-        """
-        a = math.radians(min(self.rotation, 45.0))
-        m = (math.cos(a) + math.sin(a)) / (1.0 - self.scale) + 2.0 * self.shift
-        return min(m, MAX_MARGIN)
-
-
-DEFAULT_AUGMENT = AugmentConfig()
-
-
-# ---- held-out split -----------------------------------------------------------------------------
-@dataclass
-class HoldOut:
-    """Which faces train and which are kept back for evaluation.
-
-    ``mode`` is ``"sources"`` (whole clips held out), ``"blocks"`` (the last contiguous block of
-    frames of each source) or ``"none"``.
-    """
-
-    train_ids: list[str]
-    holdout_ids: list[str]
-    description: str
-    mode: str = "none"
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "mode": self.mode,
-            "description": self.description,
-            "train_ids": list(self.train_ids),
-            "holdout_ids": list(self.holdout_ids),
-        }
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> HoldOut:
-        return cls(
-            train_ids=[str(i) for i in data["train_ids"]],
-            holdout_ids=[str(i) for i in data["holdout_ids"]],
-            description=str(data.get("description", "")),
-            mode=str(data.get("mode", "none")),
-        )
-
-
-_MAX_DP_CELLS = 20_000_000
-
-
-def _pick_sources(counts: list[int], target: float, lo: int, hi: int) -> list[int] | None:
-    """Indices of a set of sources whose total is closest to ``target`` within ``[lo, hi]``.
-
-    Exact 0/1 knapsack over face counts (counts are bucketed for huge facesets); ties go to fewer
-    sources, then to the smaller total. None when no subset lands in ``[lo, hi]``.
-    """
-    total = sum(counts)
-    g = max(1, math.ceil(len(counts) * (total + 1) / _MAX_DP_CELLS))
-    c = [max(1, round(x / g)) for x in counts]
-    width = sum(c) + 1
-    big = np.iinfo(np.int32).max // 2
-    best = np.full(width, big, dtype=np.int32)  # fewest sources reaching each total
-    best[0] = 0
-    took = np.zeros((len(c), width), dtype=bool)
-    for j, cj in enumerate(c):
-        cand = np.full(width, big, dtype=np.int32)
-        cand[cj:] = best[: width - cj] + 1
-        took[j] = cand < best
-        best = np.minimum(best, cand)
-    # Score every reachable total by the real (unbucketed) face count it stands for (approximately).
-    reachable = np.flatnonzero(best < big)
-    feasible = [int(t) for t in reachable if lo <= t * g <= hi]
-    if not feasible:
-        return None
-    t = min(feasible, key=lambda t: (abs(t * g - target), int(best[t]), t))
-    picked: list[int] = []
-    for j in range(len(c) - 1, -1, -1):
-        if took[j, t]:
-            picked.append(j)
-            t -= c[j]
-    return sorted(picked)
-
-
-def split_holdout(fs: Faceset, share: float = 0.1, min_faces: int = 8) -> HoldOut:
-    """Split a faceset into training faces and held-out faces for evaluation.
-
-    Neighbouring video frames are near twins, so held-out faces are never scattered frames: with three
-    or more sources whole sources are held out (the set whose faces come closest to ``share``; fewest
-    sources on a tie), otherwise - or when no set of whole sources comes within twice the wanted
-    number - the last contiguous block of about ``share`` of each source's frames. At least
-    ``min_faces`` faces are held out and at least ``min_faces`` kept for training; a faceset smaller
-    than ``2 * min_faces`` holds out nothing. The result depends only on the faceset's rows.
-
-    Args:
-        fs: the faceset (all its rows are split).
-        share: wanted held-out share of the faces, in ``[0, 1)``.
-        min_faces: smallest number of faces on either side.
-
-    Returns:
-        :class:`HoldOut` with ids in faceset row order and a one-line description.
-    """
-    if not 0.0 <= share < 1.0:
-        raise ValueError(f"hold-out share must be in [0, 1), got {share}")
-    records = fs.records
-    n = len(records)
-    all_ids = [r.id for r in records]
-    if share == 0.0:
-        return HoldOut(all_ids, [], "no faces held out (hold-out share 0)", "none")
-    if n < 2 * min_faces:
-        return HoldOut(
-            all_ids,
-            [],
-            f"no faces held out: {n} faces is fewer than 2 x {min_faces} (too few to split)",
-            "none",
-        )
-    by_source: dict[str, list[FaceRecord]] = {}
-    for r in records:
-        by_source.setdefault(r.source, []).append(r)
-    keys = sorted(by_source)
-    lo, hi = min_faces, n - min_faces
-    target = min(max(share * n, float(min_faces)), float(hi))
-
-    if len(keys) >= 3:
-        picked = _pick_sources([len(by_source[k]) for k in keys], target, lo, hi)
-        total = 0 if picked is None else sum(len(by_source[keys[j]]) for j in picked)
-        if picked is not None and total <= 2.0 * target:
-            held = {r.id for j in picked for r in by_source[keys[j]]}
-            names = ", ".join(keys[j] for j in picked)
-            desc = (
-                f"held out {len(picked)} of {len(keys)} whole sources ({names}): "
-                f"{total} of {n} faces ({100.0 * total / n:.1f}%)"
-            )
-            return _holdout(all_ids, held, desc, "sources")
-
-    blocks = {k: sorted(by_source[k], key=lambda r: (r.frame, r.track, r.id)) for k in keys}
-    wants = {k: min(round(target * len(rows) / n), len(rows) - 1) for k, rows in blocks.items()}
-    while sum(wants.values()) > hi:  # rounding over many sources: shorten the longest block
-        longest = max(keys, key=lambda k: (wants[k], k))
-        wants[longest] -= 1
-    held = {r.id for k, rows in blocks.items() if wants[k] > 0 for r in rows[-wants[k] :]}
-    total = len(held)
-    if total == 0:
-        return HoldOut(all_ids, [], f"no faces held out: sources too short to split ({n} faces)", "none")
-    desc = (
-        f"held out the last ~{100.0 * share:.0f}% of frames of each of {len(keys)} source(s) as one "
-        f"contiguous block: {total} of {n} faces ({100.0 * total / n:.1f}%)"
-    )
-    return _holdout(all_ids, held, desc, "blocks")
-
-
-def _holdout(all_ids: list[str], held: set[str], description: str, mode: str) -> HoldOut:
-    train = [i for i in all_ids if i not in held]
-    holdout = [i for i in all_ids if i in held]
-    return HoldOut(train, holdout, description, mode)
 
 
 # ---- batches ------------------------------------------------------------------------------------
@@ -451,7 +230,7 @@ class FaceData:
         mouth_weight: float = 2.0,
         coverage: float = 1.0,
         yaw_balance: bool = False,
-        progress: Callable[[int, int], None] | None = None,
+        progress: ProgressFn | None = None,
     ) -> None:
         if not ids:
             raise ValueError("FaceData needs at least one face id")
@@ -530,13 +309,13 @@ class FaceData:
         pts = transform_points(rec.landmarks_array, rec.matrix_array)
         self.landmarks[j] = transform_points(pts, to_load[:2])
 
-    def _load(self, progress: Callable[[int, int], None] | None) -> None:
+    def _load(self, progress: ProgressFn | None) -> None:
         n = len(self.records)
         workers = max(1, min(8, os.cpu_count() or 1))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="faceloom-load") as pool:
             for done, _ in enumerate(pool.map(self._load_one, range(n)), 1):
-                if progress is not None and (done == n or done % 64 == 0):
-                    progress(done, n)
+                if done == n or done % 64 == 0:
+                    report(progress, "load faces", done, n)
 
     # ---- sampling -------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -708,77 +487,3 @@ class FaceData:
             :class:`Batch` of ``min(n, len(self))`` samples; ``warped`` equals ``target``.
         """
         return self._build(np.arange(min(n, len(self)), dtype=np.int64), None)
-
-
-# ---- prefetching --------------------------------------------------------------------------------
-class Prefetcher(Generic[T]):
-    """Builds items for steps ahead in background threads, so data never starves the model.
-
-    numpy and OpenCV release the GIL, so batch building overlaps the training step. Items are made by
-    ``make(step)`` for ``start_step, start_step + 1, ...``, up to ``depth`` steps ahead of the one
-    being consumed. A :meth:`get` for any other step than the next drops what was queued and starts
-    again from that step.
-
-    Args:
-        make: builds the item of one step (must be safe to call from several threads when
-            ``workers > 1``).
-        start_step: first step :meth:`get` will ask for.
-        depth: how many steps ahead to build.
-        workers: threads building items.
-
-    Example:
-        >>> with Prefetcher(lambda s: data.batch(s, 16), start_step=0) as pre:
-        ...     for step in range(100):
-        ...         batch = pre.get(step)
-    """
-
-    def __init__(self, make: Callable[[int], T], start_step: int, depth: int = 4, workers: int = 1) -> None:
-        if depth < 1 or workers < 1:
-            raise ValueError(f"depth and workers must be >= 1, got {depth}, {workers}")
-        self._make = make
-        self._depth = depth
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="faceloom-prefetch")
-        self._futures: dict[int, Future[T]] = {}
-        self._next = start_step
-        self._submitted = start_step
-        self._closed = False
-        self._fill()
-
-    def _fill(self) -> None:
-        while self._submitted <= self._next + self._depth - 1:
-            self._futures[self._submitted] = self._pool.submit(self._make, self._submitted)
-            self._submitted += 1
-
-    def _drop(self) -> None:
-        for fut in self._futures.values():
-            fut.cancel()
-        self._futures.clear()
-
-    def get(self, step: int) -> T:
-        """The item of ``step``; blocks until it is ready and re-raises an error of ``make``."""
-        if self._closed:
-            raise RuntimeError("Prefetcher is closed")
-        if step != self._next:
-            self._drop()
-            self._submitted = step
-        self._next = step + 1
-        fut = self._futures.pop(step, None)
-        if fut is None:
-            fut = self._pool.submit(self._make, step)
-            self._submitted = max(self._submitted, step + 1)
-        self._fill()
-        return fut.result()
-
-    def close(self) -> None:
-        """Cancel queued items and wait for the running ones to end."""
-        if self._closed:
-            return
-        self._closed = True
-        self._drop()
-        self._pool.shutdown(wait=True, cancel_futures=True)
-
-    def __enter__(self) -> Prefetcher[T]:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

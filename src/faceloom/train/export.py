@@ -11,10 +11,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from faceloom.config.choices import Side
 from faceloom.errors import FaceloomError
 from faceloom.fsutil import atomic_write_bytes
-from faceloom.train.models.base import FaceSwapModel, Side
-from faceloom.train.trainer import load_model
+from faceloom.train.models.base import FaceSwapModel
+from faceloom.train.models.factory import load_model
 
 OPSET = 17
 

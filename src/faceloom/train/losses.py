@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from faceloom.metrics import SSIM_WINDOW, ssim_torch
+from faceloom.train.models.base import TrainDefaults
 
 
 def reconstruction_loss(
@@ -109,3 +110,41 @@ def gan_generator_loss(fake_logits: torch.Tensor) -> torch.Tensor:
 def gan_discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
     """Least-squares GAN: 1 on real faces, 0 on the decoder's output."""
     return 0.5 * (((real_logits.float() - 1.0) ** 2).mean() + (fake_logits.float() ** 2).mean())
+
+
+def side_loss(
+    defaults: TrainDefaults, pred: torch.Tensor, pred_mask: torch.Tensor | None, b: dict[str, torch.Tensor]
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """One side's loss as its architecture's defaults ask: faceswap's or the weighted kind, plus the
+    learned mask's own loss.
+
+    Args:
+        pred: (B, 3, R, R) the decoder's output; pred_mask: (B, 1, R, R) or None.
+        b: the batch (``target``, ``mask``, ``weights``) of that side.
+    """
+    d = defaults
+    if d.loss_style == "faceswap":
+        loss, parts = faceswap_loss(
+            pred,
+            b["target"],
+            b["mask"],
+            b["weights"],
+            eye_weight=d.eye_weight,
+            mouth_weight=d.mouth_weight,
+            ssim_weight=d.ssim_weight,
+            mse_weight=d.mse_weight,
+        )
+    else:
+        loss, parts = reconstruction_loss(
+            pred,
+            b["target"],
+            b["weights"],
+            ssim_weight=d.ssim_weight,
+            mse_weight=d.mse_weight,
+            ssim_scales=d.ssim_scales,
+        )
+    if pred_mask is not None and d.mask_loss_weight:
+        m_loss = mask_loss(pred_mask, b["mask"])
+        loss = loss + d.mask_loss_weight * m_loss
+        parts["mask"] = float(m_loss.detach())
+    return loss, parts

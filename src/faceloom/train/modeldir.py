@@ -24,13 +24,15 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from faceloom import __version__
+from faceloom.config.meta import fingerprint
 from faceloom.errors import FormatError, InputError, output_error_from_os
-from faceloom.fsutil import atomic_write_bytes, atomic_write_text, ensure_dir
+from faceloom.fsutil import atomic_write_bytes, atomic_write_text, content_fingerprint, ensure_dir
+
+if TYPE_CHECKING:
+    import torch
 
 MODEL_FORMAT = "faceloom-model"
 MODEL_VERSION = 1
@@ -85,6 +87,18 @@ class ModelDir:
             )
         return cls(root, meta)
 
+    @staticmethod
+    def checkpoint_fingerprint(root: str | Path) -> str:
+        """Identity of a model dir's current checkpoint, without loading it; "" when there is none."""
+        try:
+            meta = json.loads((Path(root) / MODEL_FILE).read_text())
+        except (OSError, json.JSONDecodeError):
+            return ""
+        ckpt = meta.get("checkpoint")
+        weights = Path(root) / ckpt / WEIGHTS_FILE if ckpt else None
+        content = content_fingerprint(weights) if weights is not None and weights.is_file() else ""
+        return fingerprint([meta.get("created"), meta.get("step"), ckpt, content])
+
     # ---- checkpoint files -----------------------------------------------------------------
     @property
     def step(self) -> int:
@@ -134,6 +148,8 @@ class ModelDir:
             if optimizer_state is not None:
                 import io
 
+                import torch
+
                 buf = io.BytesIO()
                 torch.save(optimizer_state, buf)
                 atomic_write_bytes(tmp / OPTIMIZER_FILE, buf.getvalue())
@@ -178,5 +194,7 @@ class ModelDir:
         ckpt = self.checkpoint_dir
         if ckpt is None or not (ckpt / OPTIMIZER_FILE).exists():
             return None
+        import torch
+
         state: dict[str, Any] = torch.load(ckpt / OPTIMIZER_FILE, map_location="cpu", weights_only=True)
         return state

@@ -10,7 +10,8 @@ from pathlib import Path
 from faceloom.config import TrainConfig
 from faceloom.errors import InputError
 from faceloom.faces.faceset import IMAGE_DIR, Faceset
-from faceloom.train.trainer import ProgressFn, TrainResult, train
+from faceloom.progress import ProgressFn
+from faceloom.train.trainer import TrainResult, train
 
 
 def merge_facesets(dirs: list[Path], out: Path) -> Faceset:

@@ -7,52 +7,45 @@ state is saved with each checkpoint, so ``--resume`` continues the exact fp32 lo
 from __future__ import annotations
 
 import contextlib
-import csv
-import hashlib
 import math
-import os
 import threading
 import time
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from faceloom.config import TrainConfig
+from faceloom.config.choices import SIDES, Side
+from faceloom.config.meta import continue_with
 from faceloom.errors import FaceloomError, FormatError, InputError
 from faceloom.faces.faceset import Faceset
-from faceloom.faces.identity import mean_embedding
-from faceloom.train.data import AugmentConfig, FaceData, HoldOut, Prefetcher, split_holdout
+from faceloom.progress import ProgressFn, report
+from faceloom.runtime import resolve_device, resolve_precision
+from faceloom.train.augment import AugmentConfig
+from faceloom.train.data import FaceData
+from faceloom.train.distributed import dist_info, mean_over_ranks, wrap_ddp
 from faceloom.train.ema import WeightAverage
-from faceloom.train.losses import (
-    faceswap_loss,
-    gan_discriminator_loss,
-    gan_generator_loss,
-    mask_loss,
-    reconstruction_loss,
-)
+from faceloom.train.facesets import check_facesets, new_model_meta
+from faceloom.train.holdout import HoldOut, split_holdout
+from faceloom.train.log import TrainLog, tensorboard_writer
+from faceloom.train.losses import gan_discriminator_loss, gan_generator_loss, side_loss
 from faceloom.train.modeldir import ModelDir
-from faceloom.train.models import FaceSwapModel, create_model, get_model_class
-from faceloom.train.models.base import Side, TrainDefaults
+from faceloom.train.models import FaceSwapModel, create_model, get_model_class, model_from
+from faceloom.train.models.base import TrainDefaults
+from faceloom.train.prefetch import Prefetcher
 from faceloom.train.preview import render_preview
-
-MIN_FACES = 8
-RECOMMENDED_FACES = 300
-SIDES: tuple[Side, Side] = ("a", "b")
 
 
 class TrainError(FaceloomError):
     """Training cannot go on (NaN loss, out of memory); the last good checkpoint is kept."""
 
 
-ProgressFn = Callable[["StepReport"], None]
-
-
 @dataclass
 class StepReport:
+    """What the trainer reports after each step (the ``detail`` of its progress events)."""
+
     step: int
     end_step: int | None
     elapsed_s: float
@@ -74,73 +67,6 @@ class TrainResult:
     faces_per_s: float
 
 
-# ---- set-up helpers ---------------------------------------------------------------------------
-
-
-def faceset_fingerprint(fs: Faceset) -> str:
-    """Identity of a faceset's content: a hash of its face ids."""
-    return hashlib.sha256("\n".join(sorted(r.id for r in fs.records)).encode()).hexdigest()[:16]
-
-
-def faceset_mean_embedding(fs: Faceset, ids: list[str]) -> list[float] | None:
-    """Mean identity embedding of the faces ``ids`` (for model.json), or None without embeddings."""
-    wanted = set(ids)
-    embs = [
-        np.asarray(r.embedding, dtype=np.float32)
-        for r in fs.records
-        if r.embedding is not None and r.id in wanted
-    ]
-    return [round(float(v), 6) for v in mean_embedding(embs)] if embs else None
-
-
-def check_facesets(fs_a: Faceset, fs_b: Faceset) -> list[str]:
-    """Refuse facesets that cannot train together; return warnings for ones that are weak."""
-    if fs_a.crop != fs_b.crop or fs_a.size != fs_b.size:
-        raise InputError(
-            f"facesets differ: A is {fs_a.crop} {fs_a.size}px, B is {fs_b.crop} {fs_b.size}px; "
-            "extract both with the same --size",
-            fs_b.root,
-        )
-    warnings = []
-    for name, fs in (("A", fs_a), ("B", fs_b)):
-        n = len(fs.records)
-        if n < MIN_FACES:
-            raise InputError(
-                f"faceset {name} has only {n} faces; training needs at least {MIN_FACES}", fs.root
-            )
-        if n < RECOMMENDED_FACES:
-            warnings.append(
-                f"faceset {name} ({fs.root}) has {n} faces; swaps usually need {RECOMMENDED_FACES}+ "
-                "covering the poses and expressions of the target"
-            )
-    return warnings
-
-
-def resolve_device(choice: str) -> torch.device:
-    from faceloom.runtime import resolve_device as resolve
-
-    return torch.device(resolve(choice))  # type: ignore[arg-type]
-
-
-def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
-    """Autocast dtype for the chosen precision, or None for plain fp32."""
-    if precision == "fp32":
-        return None
-    if precision == "bf16":
-        return torch.bfloat16
-    if precision == "fp16":
-        return torch.float16
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    bf16_cpu = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
-    return torch.bfloat16 if callable(bf16_cpu) and bf16_cpu() else None
-
-
-def _dist_info() -> tuple[int, int]:
-    """(rank, world size) under torchrun, else (0, 1)."""
-    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
-
-
 # ---- the trainer ------------------------------------------------------------------------------
 
 
@@ -158,7 +84,7 @@ class Trainer:
         progress: ProgressFn | None = None,
         cancel: threading.Event | None = None,
     ) -> None:
-        self.rank, self.world = _dist_info()
+        self.rank, self.world = dist_info()
         self.progress = progress
         self.cancel = cancel or threading.Event()
         self.warnings: list[str] = []
@@ -171,25 +97,11 @@ class Trainer:
                 )
             existing = ModelDir.load(out)
             saved = TrainConfig.from_dict(existing.meta.get("train", {}))
-            # Stop rules and run-time knobs come from this command; what shapes the model from the first run.
-            # --no-warp / --warp-strength may change for this run: a last stretch without the warp
-            # sharpens a trained model (faceswap's and DeepFaceLab's advice).
-            config = replace(
-                saved,
-                learning_rate=config.learning_rate or saved.learning_rate,
-                warp=saved.warp and config.warp,
-                warp_strength=saved.warp_strength if config.warp_strength is None else config.warp_strength,
-                ema_decay=saved.ema_decay if config.ema_decay is None else config.ema_decay,
-                iterations=config.iterations,
-                minutes=config.minutes,
-                device=config.device,
-                threads=config.threads,
-                save_every=config.save_every,
-                preview_every=config.preview_every,
-                eval_every=config.eval_every,
-                log_every=config.log_every,
-                snapshot_every=config.snapshot_every,
-            )
+            # What shapes the model stays as it was trained (a change is refused, naming the
+            # setting); everything else is this run's: stop rules, cadences, device, warp (a last
+            # stretch without it sharpens a trained model), learning rate, weight average, GAN.
+            config = continue_with(saved, config)
+            existing.meta["train"] = config.to_dict()
             a = a or existing.meta["facesets"]["a"]["path"]
             b = b or existing.meta["facesets"]["b"]["path"]
         else:
@@ -198,15 +110,15 @@ class Trainer:
             if a is None or b is None:
                 raise InputError("--a and --b facesets are needed to start training", out)
         self.config = config
-        self.fs = {"a": Faceset.load(a), "b": Faceset.load(b)}
+        self.fs: dict[Side, Faceset] = {"a": Faceset.load(a), "b": Faceset.load(b)}
         self.warnings += check_facesets(self.fs["a"], self.fs["b"])
         cls = get_model_class(config.model)
         self.defaults: TrainDefaults = cls.train_defaults
         self.batch_size = config.batch_size or self.defaults.batch_size
         self.lr = config.learning_rate or self.defaults.learning_rate
         self.warmup = config.warmup_steps if config.warmup_steps is not None else self.defaults.warmup_steps
-        self.device = resolve_device(config.device)
-        self.autocast = resolve_precision(config.precision, self.device)
+        self.device = torch.device(resolve_device(config.device))
+        self.autocast = resolve_precision(config.precision, self.device.type)
         if config.threads:
             torch.set_num_threads(config.threads)
         from faceloom.runtime import keep_freed_memory
@@ -217,7 +129,7 @@ class Trainer:
         init_meta: dict[str, Any] = {}
         averaged: dict[str, torch.Tensor] | None = None
         if existing is not None:
-            self.model = create_model(existing.meta["architecture"], **existing.meta.get("arch", {}))
+            self.model = model_from(existing)
             raw = existing.load_train_weights()
             saved_weights = existing.load_weights()
             self.model.load_state_dict(saved_weights if raw is None else raw, strict=True)
@@ -282,7 +194,7 @@ class Trainer:
         }
         self.ddp_model: torch.nn.Module = self.model
         if self.world > 1:
-            self._init_ddp()
+            self.ddp_model = wrap_ddp(self.model, self.device)
 
     # ---- construction helpers -----------------------------------------------------------------
     def _init_from(self, path: Path) -> dict[str, Any]:
@@ -294,40 +206,19 @@ class Trainer:
                 f"this run trains {self.config.model!r}",
                 path,
             )
-        self.model = create_model(src.meta["architecture"], **src.meta.get("arch", {}))
+        self.model = model_from(src)
         self.model.load_state_dict(src.load_weights(), strict=True)
         return {"init_from": {"path": str(path.resolve()), "step": src.step}}
 
     def _create_model_dir(self, out: Path, init_meta: dict[str, Any]) -> ModelDir:
-        fs_meta = {
-            s: {
-                "path": str(self.fs[s].root.resolve()),
-                "fingerprint": faceset_fingerprint(self.fs[s]),
-                "faces": len(self.fs[s].records),
-            }
-            for s in SIDES
-        }
-        meta = {
-            "architecture": self.config.model,
-            "arch": self.model.arch_config(),
-            "resolution": self.model.resolution,
-            "crop": self.model.crop,
-            "has_mask": self.model.has_mask,
-            "train": self.config.to_dict(),
-            "train_defaults": {k: getattr(self.defaults, k) for k in self.defaults.__dataclass_fields__},
-            "facesets": fs_meta,
-            "holdout": {s: self.holdout[s].to_json() for s in SIDES},
-            "embeddings": {s: faceset_mean_embedding(self.fs[s], self.holdout[s].train_ids) for s in SIDES},
-            "stored_crop": {"type": self.fs["a"].crop, "size": self.fs["a"].size},
-            **init_meta,
-        }
+        meta = new_model_meta(self.config, self.model, self.defaults, self.fs, self.holdout, init_meta)
         mdir = ModelDir.create(out, meta) if self.rank == 0 else ModelDir(out, meta)
         if self.rank == 0:
             mdir.save_checkpoint(0, self.model.state_dict(), None, {})
         return mdir
 
     def _build_gan(self, opt_state: dict[str, Any] | None) -> None:
-        from faceloom.train.models.discriminator import PatchDiscriminator
+        from faceloom.train.discriminator import PatchDiscriminator
 
         self.discriminators = {s: PatchDiscriminator().to(self.device) for s in SIDES}
         d_params = [p for d in self.discriminators.values() for p in d.parameters()]
@@ -336,13 +227,6 @@ class Trainer:
             for s in SIDES:
                 self.discriminators[s].load_state_dict(opt_state["discriminators"][s])
             self.d_optimizer.load_state_dict(opt_state["d_optimizer"])
-
-    def _init_ddp(self) -> None:
-        import torch.distributed as dist
-
-        if not dist.is_initialized():
-            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
-        self.ddp_model = torch.nn.parallel.DistributedDataParallel(self.model, find_unused_parameters=False)
 
     # ---- one step ---------------------------------------------------------------------------------
     def _lr_at(self, step: int) -> float:
@@ -359,36 +243,6 @@ class Trainer:
             batch = self.data[s].batch(step, self.batch_size, positions=range(lo, lo + per_rank))
             out[s] = batch.to_torch(self.device)
         return out
-
-    def _side_loss(
-        self, pred: torch.Tensor, pred_mask: torch.Tensor | None, b: dict[str, torch.Tensor]
-    ) -> tuple[torch.Tensor, dict[str, float]]:
-        d = self.defaults
-        if d.loss_style == "faceswap":
-            loss, parts = faceswap_loss(
-                pred,
-                b["target"],
-                b["mask"],
-                b["weights"],
-                eye_weight=d.eye_weight,
-                mouth_weight=d.mouth_weight,
-                ssim_weight=d.ssim_weight,
-                mse_weight=d.mse_weight,
-            )
-        else:
-            loss, parts = reconstruction_loss(
-                pred,
-                b["target"],
-                b["weights"],
-                ssim_weight=d.ssim_weight,
-                mse_weight=d.mse_weight,
-                ssim_scales=d.ssim_scales,
-            )
-        if pred_mask is not None and d.mask_loss_weight:
-            m_loss = mask_loss(pred_mask, b["mask"])
-            loss = loss + d.mask_loss_weight * m_loss
-            parts["mask"] = float(m_loss.detach())
-        return loss, parts
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
         if self.autocast is None:
@@ -410,7 +264,7 @@ class Trainer:
             rgb, masks = self.ddp_model(torch.cat([batches["a"]["warped"], batches["b"]["warped"]]), "ab")
         for s, sl in (("a", slice(0, n_a)), ("b", slice(n_a, None))):
             pred = rgb[sl]
-            loss, parts = self._side_loss(pred, None if masks is None else masks[sl], batches[s])
+            loss, parts = side_loss(self.defaults, pred, None if masks is None else masks[sl], batches[s])
             preds[s] = pred
             if self.discriminators:
                 with self._autocast():
@@ -446,17 +300,8 @@ class Trainer:
             d_total.backward()
             self.d_optimizer.step()
         if self.world > 1:
-            logged = self._mean_over_ranks(logged)
+            logged = mean_over_ranks(logged, self.world)
         return logged
-
-    def _mean_over_ranks(self, values: dict[str, float]) -> dict[str, float]:
-        """Average logged losses over DDP ranks, so the log shows the loss of the whole global batch."""
-        import torch.distributed as dist
-
-        keys = sorted(values)
-        t = torch.tensor([values[k] for k in keys], dtype=torch.float64)
-        dist.all_reduce(t)
-        return {k: float(v) / self.world for k, v in zip(keys, t.tolist(), strict=True)}
 
     # ---- evaluation, previews, checkpoints --------------------------------------------------------
     @property
@@ -517,8 +362,8 @@ class Trainer:
         if end_step is None and cfg.minutes is None:
             raise InputError("give a stop rule: --iterations N or --minutes M (Ctrl-C also stops and saves)")
         deadline = time.monotonic() + cfg.minutes * 60 if cfg.minutes else None
-        log = _CsvLog(self.mdir.root / "log.csv", start_step) if self.rank == 0 else None
-        tb = _tensorboard(self.mdir.root / "tensorboard") if self.rank == 0 else None
+        log = TrainLog(self.mdir.root, start_step) if self.rank == 0 else None
+        tb = tensorboard_writer(self.mdir.root) if self.rank == 0 else None
         prefetch = Prefetcher(self._batches, start_step, depth=3)
         t0 = time.monotonic()
         last: dict[str, float] = {}
@@ -569,7 +414,10 @@ class Trainer:
                 if (cfg.save_every and self.step % cfg.save_every == 0) or snapshot:
                     self.save(snapshot=snapshot)
                 if self.progress is not None:
-                    self.progress(StepReport(self.step, end_step, now - t0, last, faces_per_s, holdout))
+                    step = StepReport(self.step, end_step, now - t0, last, faces_per_s, holdout)
+                    losses = ", ".join(f"{k} {v:.4f}" for k, v in last.items() if k.startswith("loss_"))
+                    message = f"{losses}, {faces_per_s:.0f} faces/s"
+                    report(self.progress, "train", self.step, end_step, message, step)
         except KeyboardInterrupt:
             stopped_by = "interrupted"
         finally:
@@ -622,73 +470,4 @@ def train(
         raise
 
 
-def load_model(model_dir: str | Path, device: str = "cpu") -> tuple[FaceSwapModel, ModelDir]:
-    """A trained model in eval mode, and its model dir."""
-    mdir = ModelDir.load(model_dir)
-    model = create_model(mdir.meta["architecture"], **mdir.meta.get("arch", {}))
-    model.load_state_dict(mdir.load_weights(), strict=True)
-    model.eval().to(device)
-    return model, mdir
-
-
-# ---- logging ------------------------------------------------------------------------------------
-
-
-class _CsvLog:
-    """Appends rows to log.csv. On resume, rows past the step training restarts from are dropped."""
-
-    COLUMNS_LAST = ("holdout_ssim_a", "holdout_ssim_b")
-
-    def __init__(self, path: Path, start_step: int) -> None:
-        self.path = path
-        self.columns: list[str] | None = None
-        if path.exists():
-            with open(path, newline="") as fh:
-                reader = csv.DictReader(fh)
-                self.columns = list(reader.fieldnames or [])
-                kept = [r for r in reader if int(float(r["step"])) <= start_step]
-            self._rewrite(kept)
-        self.fh: Any = None
-
-    def _rewrite(self, rows: list[dict[str, str]]) -> None:
-        import io
-
-        from faceloom.fsutil import atomic_write_text
-
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=self.columns or ["step"], extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-        atomic_write_text(self.path, buf.getvalue())
-
-    def write(self, row: dict[str, Any]) -> None:
-        if self.columns is None:
-            self.columns = list(row) + [c for c in self.COLUMNS_LAST if c not in row]
-            self._rewrite([])
-        if self.fh is None:
-            self.fh = open(self.path, "a", newline="")  # noqa: SIM115 - kept open across steps
-        writer = csv.DictWriter(self.fh, fieldnames=self.columns, extrasaction="ignore")
-        writer.writerow({k: (round(v, 6) if isinstance(v, float) else v) for k, v in row.items()})
-        self.fh.flush()
-
-    def close(self) -> None:
-        if self.fh is not None:
-            self.fh.close()
-
-
-def _tensorboard(path: Path) -> Any:
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:  # tensorboard not installed: the CSV log still has everything
-        return None
-    return SummaryWriter(str(path))
-
-
-def iter_log(model_dir: str | Path) -> Iterator[dict[str, str]]:
-    path = Path(model_dir) / "log.csv"
-    if path.exists():
-        with open(path, newline="") as fh:
-            yield from csv.DictReader(fh)
-
-
-__all__ = ["TrainError", "TrainResult", "Trainer", "load_model", "train"]
+__all__ = ["StepReport", "TrainError", "TrainResult", "Trainer", "check_facesets", "train"]

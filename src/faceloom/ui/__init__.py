@@ -1,11 +1,9 @@
-"""The web UI (`faceloom ui`): a small HTTP server and a plain HTML page over the library calls.
+"""The web UI (`faceloom ui`): Starlette routes served by uvicorn, and a plain HTML page over the
+library calls.
 
-See :mod:`faceloom.ui.server` for the routes and the security rules and :mod:`faceloom.ui.jobs`
-for how stages run (each one a low-priority ``faceloom run`` process).
+Modules: :mod:`.server` (uvicorn, the bound socket), :mod:`.app` (the routes and the UI's state),
+:mod:`.workspace_routes` and :mod:`.input_routes` (one workspace's routes), :mod:`.security` (path
+confinement, tokens and the access guard), :mod:`.registry` (the workspaces the UI knows),
+:mod:`.jobs` (each run a low-priority ``faceloom run`` process), :mod:`.media` (browser copies of
+videos), :mod:`.settings_schema` (the Settings screen, from the settings' metadata).
 """
-
-from __future__ import annotations
-
-from faceloom.ui.server import UIConfig, UIServer, make_server, running_server
-
-__all__ = ["UIConfig", "UIServer", "make_server", "running_server"]

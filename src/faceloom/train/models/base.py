@@ -8,9 +8,11 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import nn
 
+from faceloom.checks import check_shape
+from faceloom.config.choices import Side
 from faceloom.faces.align import CropType
 
-Side = Literal["a", "b"]
+__all__ = ["FaceSwapModel", "Side", "TrainDefaults"]
 
 
 @dataclass(frozen=True)
@@ -90,10 +92,7 @@ class FaceSwapModel(nn.Module):
         encoder runs once on all of them (no batch statistics, so the result equals two passes, and
         it is faster) and each half goes through its own decoder.
         """
-        if x.ndim != 4 or x.shape[1] != 3 or x.shape[2] != self.resolution or x.shape[3] != self.resolution:
-            raise ValueError(
-                f"{self.name}: expected (B, 3, {self.resolution}, {self.resolution}), got {tuple(x.shape)}"
-            )
+        check_shape(x, "B 3 R R", f"{self.name} input", R=self.resolution)
         if side != "ab":
             return self.decode(self.encode(x), side)
         za, zb = self.encode(x).chunk(2)

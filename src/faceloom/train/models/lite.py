@@ -19,18 +19,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from faceloom.train.models import register
 from faceloom.train.models.base import FaceSwapModel, TrainDefaults
-from faceloom.train.models.original import ConvBlock, SigmoidOut, Upscale
+from faceloom.train.models.layers import ConvBlock, SigmoidOut, Upscale, dense
+from faceloom.train.models.registry import register
 
 __all__ = ["LiteModel"]
-
-
-def _dense(in_f: int, out_f: int) -> nn.Linear:
-    layer = nn.Linear(in_f, out_f)
-    nn.init.xavier_uniform_(layer.weight)
-    nn.init.zeros_(layer.bias)
-    return layer
 
 
 class LiteEncoder(nn.Module):
@@ -41,8 +34,8 @@ class LiteEncoder(nn.Module):
         chans = [3, width, 2 * width, 4 * width, 8 * width]
         self.convs = nn.Sequential(*(ConvBlock(a, b, tf_padding=False) for a, b in itertools.pairwise(chans)))
         self._deep = 8 * width
-        self.dense1 = _dense(self._deep * 4 * 4, latent)
-        self.dense2 = _dense(latent, self._deep * 4 * 4)
+        self.dense1 = dense(self._deep * 4 * 4, latent)
+        self.dense2 = dense(latent, self._deep * 4 * 4)
         self.upscale = Upscale(self._deep, 4 * width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -73,18 +73,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from faceloom.train.models import register
 from faceloom.train.models.base import FaceSwapModel, TrainDefaults
-from faceloom.train.models.original import ConvBlock, SameConv2d, SigmoidOut, Upscale
+from faceloom.train.models.layers import ConvBlock, SameConv2d, SigmoidOut, Upscale, dense
+from faceloom.train.models.registry import register
 
 __all__ = ["LoomModel", "ResBlock"]
-
-
-def _dense(in_f: int, out_f: int) -> nn.Linear:
-    layer = nn.Linear(in_f, out_f)
-    nn.init.xavier_uniform_(layer.weight)
-    nn.init.zeros_(layer.bias)
-    return layer
 
 
 class ResBlock(nn.Module):
@@ -116,8 +109,8 @@ class LoomEncoder(nn.Module):
         chans = [3, width, 2 * width, 4 * width, deep, deep]
         self.convs = nn.Sequential(*(ConvBlock(a, b, tf_padding=False) for a, b in itertools.pairwise(chans)))
         self._deep = deep
-        self.dense1 = _dense(deep * 4 * 4, latent)
-        self.dense2 = _dense(latent, deep * 4 * 4)
+        self.dense1 = dense(deep * 4 * 4, latent)
+        self.dense2 = dense(latent, deep * 4 * 4)
         self.upscale = Upscale(deep, deep)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -608,31 +608,46 @@ async function renderResult(data) {
 }
 
 // ---- settings ---------------------------------------------------------------------------------------------
+// The fields come from the settings' own metadata (/api/info "settings"): kind, choices, range, help, and
+// whether a change starts a new model (marked *; the old model is kept as model.prev-...).
+function settingInput(name, row, v) {
+  const common = { "data-setting": name, title: row.help };
+  if (row.kind === "choice") {
+    const options = row.choices.map((c) => el("option", { value: c, text: String(c), selected: c === v }));
+    return el("select", { ...common, "data-type": "text" }, ...options);
+  }
+  if (row.kind === "boolean") return el("input", { ...common, type: "checkbox", "data-type": "boolean", checked: !!v });
+  const numeric = row.kind === "integer" || row.kind === "number";
+  const input = el("input", {
+    ...common,
+    type: numeric ? "number" : "text",
+    step: row.kind === "integer" ? "1" : "any",
+    "data-type": numeric ? (row.optional ? "nullable-number" : "number") : (row.optional ? "nullable" : "text"),
+    value: v === null || v === undefined ? "" : v,
+    placeholder: row.optional ? "default" : "",
+  });
+  if (numeric && row.low !== null) input.min = row.low;
+  if (numeric && row.high !== null) input.max = row.high;
+  return input;
+}
+
 function renderSettings(force) {
   const data = ui.wsData;
   const box = $("#settings-fields");
   if (!data || (!force && box.childElementCount)) return;
   box.replaceChildren();
-  for (const [section, values] of Object.entries(data.settings || {})) {
+  for (const [section, rows] of Object.entries(ui.info.settings || {})) {
+    const values = (data.settings || {})[section];
+    if (!values) continue;
     const fs = el("fieldset", {}, el("legend", { text: section }));
-    let n = 0;
-    for (const [k, v] of Object.entries(values)) {
-      if (v !== null && !["number", "boolean", "string"].includes(typeof v)) continue;
-      if (/(path|dir|file|out|root|init|ref|input|target|source)/i.test(k)) continue;
-      if (typeof v === "string" && !/^[A-Za-z0-9_+.-]{0,40}$/.test(v)) continue;
-      let input;
-      if (v === null) {
-        input = el("input", { type: "text", "data-setting": `${section}.${k}`, "data-type": "nullable", value: "", placeholder: "default" });
-      } else if (typeof v === "boolean") {
-        input = el("input", { type: "checkbox", "data-setting": `${section}.${k}`, "data-type": "boolean", checked: v });
-      } else {
-        input = el("input", { type: typeof v === "number" ? "number" : "text", step: "any", "data-setting": `${section}.${k}`, "data-type": typeof v, value: v });
-      }
-      fs.append(el("label", {}, `${k} `, input));
-      n++;
+    for (const row of rows) {
+      const label = `${row.key}${row.shapes_model ? " *" : ""} `;
+      fs.append(el("label", { title: row.help }, label, settingInput(`${section}.${row.key}`, row, values[row.key])));
     }
-    if (n) box.append(fs);
+    if (rows.length) box.append(fs);
   }
+  const kept = (data.kept && data.kept.models) || [];
+  $("#settings-kept").textContent = kept.length ? `Earlier models kept: ${kept.join(", ")}` : "";
 }
 
 async function saveSettings(ev) {
@@ -642,7 +657,11 @@ async function saveSettings(ev) {
   for (const input of $$("#settings-fields [data-setting]")) {
     const [section, key] = input.dataset.setting.split(".");
     const type = input.dataset.type;
-    const value = type === "boolean" ? input.checked : type === "number" ? Number(input.value) : input.value.trim();
+    const raw = input.value.trim();
+    const value = type === "boolean" ? input.checked
+      : type === "number" ? Number(raw)
+      : type === "nullable-number" ? (raw === "" ? "" : Number(raw))
+      : raw;
     const old = ui.wsData.settings[section][key];
     if (value === old || (old === null && value === "")) continue;
     (body[section] = body[section] || {})[key] = value;
@@ -657,6 +676,12 @@ async function saveSettings(ev) {
   }
 }
 
+function fillModels() {
+  const select = $("#new-model");
+  const row = (ui.info.settings.train || []).find((r) => r.key === "model");
+  select.replaceChildren(...ui.info.models.map((m) => el("option", { value: m, text: m, selected: row && m === row.default })));
+}
+
 // ---- start ------------------------------------------------------------------------------------------------
 async function init() {
   try {
@@ -665,6 +690,7 @@ async function init() {
     $("#app").textContent = `Cannot reach the faceloom server: ${err.message}`;
     return;
   }
+  fillModels();
   $("#create-form").addEventListener("submit", createWorkspace);
   $("#open-form").addEventListener("submit", openWorkspace);
   for (const b of $$("#ws-tabs button")) b.addEventListener("click", () => selectTab(b.dataset.tab));

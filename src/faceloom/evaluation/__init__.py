@@ -1,0 +1,12 @@
+"""How good a model and a swap are, in numbers: `faceloom eval`, the trainer's and the benchmarks'
+scores, flicker of a converted video. One package, so every score is computed one way.
+
+Modules: :mod:`.crops` (faces through a model; identity embeddings at known landmarks; SSIM on a
+common crop), :mod:`.evaluate` (the held-out report of `faceloom eval`), :mod:`.flicker`.
+"""
+
+from faceloom.config import EvalConfig
+from faceloom.evaluation.evaluate import evaluate, evaluate_model
+from faceloom.evaluation.flicker import video_flicker
+
+__all__ = ["EvalConfig", "evaluate", "evaluate_model", "video_flicker"]

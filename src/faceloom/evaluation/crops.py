@@ -1,0 +1,152 @@
+"""Faces through a model, and what is measured on them: crops of the model's type, swaps, identity
+embeddings at the known landmark positions (upsampled, background masked: more robust than
+re-detecting a small, soft face) and SSIM on one common crop for every architecture."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+
+from faceloom.config.choices import Side
+from faceloom.faces.align import CropType, derive_crop, subcrop_box, transform_points
+from faceloom.faces.faceset import FaceRecord, Faceset
+from faceloom.faces.identity import FaceEmbedder
+from faceloom.faces.masks import hull_mask
+from faceloom.metrics import embedding_distance, id_retrieval
+from faceloom.train.models.base import FaceSwapModel
+
+EMBED_SIZE = 256
+
+
+def crop_landmarks(
+    record: FaceRecord, crop: CropType, resolution: int, stored: CropType = "head"
+) -> np.ndarray:
+    """(68, 2) landmarks of a face in its ``crop``-type crop of ``resolution`` px."""
+    in_stored = transform_points(record.landmarks_array, record.matrix_array)
+    x0, y0, side = subcrop_box(stored, record.size, crop)
+    return np.asarray((in_stored - np.array([x0, y0])) * (resolution / side), dtype=np.float32)
+
+
+def model_inputs(fs: Faceset, records: list[FaceRecord], crop: CropType, resolution: int) -> np.ndarray:
+    """(N, R, R, 3) uint8 crops of the model's type and size, without augmentation."""
+    out = []
+    for r in records:
+        stored = cv2.cvtColor(cv2.imread(str(fs.image_path(r))), cv2.COLOR_BGR2RGB)
+        out.append(derive_crop(stored, crop, resolution, stored=fs.crop))  # type: ignore[arg-type]
+    return np.stack(out)
+
+
+@torch.no_grad()
+def swap_faces(
+    model: FaceSwapModel, faces: np.ndarray, to: Side, device: str = "cpu", batch: int = 32
+) -> np.ndarray:
+    """Run (N, R, R, 3) uint8 faces through the encoder and ``to``'s decoder; returns uint8 (N, R, R, 3)."""
+    model.eval()
+    outs = []
+    for i in range(0, len(faces), batch):
+        x = torch.from_numpy(faces[i : i + batch]).permute(0, 3, 1, 2).float().div(255).to(device)
+        rgb, _ = model(x, to)
+        outs.append((rgb.float().clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy())
+    return np.concatenate(outs)
+
+
+def embed_known_faces(
+    faces: np.ndarray, landmarks: np.ndarray, embedder: FaceEmbedder | None = None, size: int = EMBED_SIZE
+) -> np.ndarray:
+    """dlib embeddings (N, 128) of faces whose landmarks are known, background masked to grey.
+
+    Args:
+        faces: (N, R, R, 3) uint8; landmarks: (N, 68, 2) in those crops' pixels.
+    """
+    embedder = embedder or FaceEmbedder()
+    res = faces.shape[1]
+    k = size / res
+    out = []
+    for face, lm in zip(faces, landmarks, strict=True):
+        big = cv2.resize(face, (size, size), interpolation=cv2.INTER_CUBIC)
+        pts = lm * k
+        mask = hull_mask(pts, size, blur=2.0)[..., None]
+        grey = np.full_like(big, 128)
+        masked = (big * mask + grey * (1 - mask)).astype(np.uint8)
+        out.append(embedder.embed(masked, pts))
+    return np.stack(out)
+
+
+@dataclass
+class IdentityScores:
+    to_target: float
+    """Mean embedding distance of the swaps to the wanted person's mean embedding (lower is better)."""
+    to_source: float
+    """Mean distance to the person whose faces went in."""
+    retrieval: float
+    """Share of swaps closer to the wanted person than to the source person."""
+
+
+def identity_scores(
+    model: FaceSwapModel,
+    fs: Faceset,
+    records: list[FaceRecord],
+    to: Side,
+    target_mean: np.ndarray,
+    source_mean: np.ndarray,
+    device: str = "cpu",
+    embedder: FaceEmbedder | None = None,
+) -> IdentityScores:
+    """Swap ``records`` of one person to ``to`` and score the identity of the results."""
+    faces = model_inputs(fs, records, model.crop, model.resolution)
+    swapped = swap_faces(model, faces, to, device)
+    lms = np.stack([crop_landmarks(r, model.crop, model.resolution, fs.crop) for r in records])  # type: ignore[arg-type]
+    embs = embed_known_faces(swapped, lms, embedder)
+    return IdentityScores(
+        to_target=float(np.mean(embedding_distance(embs, target_mean))),
+        to_source=float(np.mean(embedding_distance(embs, source_mean))),
+        retrieval=float(id_retrieval(embs, target_mean, source_mean)),
+    )
+
+
+def to_common_crop(
+    outputs: np.ndarray, model_crop: CropType, stored_size: int, size: int = 64, common: CropType = "face"
+) -> np.ndarray:
+    """Resample model outputs (N, R, R, 3) of crop type ``model_crop`` onto the ``common`` crop at
+    ``size`` px, so models with different crops and resolutions are scored on the same pixels."""
+    res = outputs.shape[1]
+    mx, my, ms = subcrop_box("head", stored_size, model_crop)
+    cx, cy, cs = subcrop_box("head", stored_size, common)
+    k = res / ms
+    # common-crop pixel p -> stored px (p * cs / size + c0) -> model px ((. - m0) * k)
+    matrix = np.array([[cs / size * k, 0.0, (cx - mx) * k], [0.0, cs / size * k, (cy - my) * k]])
+    flags = cv2.INTER_AREA if cs / size * k > 1.5 else cv2.INTER_LINEAR
+    return np.stack(
+        [
+            cv2.warpAffine(
+                o, matrix, (size, size), flags=flags | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE
+            )
+            for o in outputs
+        ]
+    )
+
+
+def common_holdout_ssim(
+    model: FaceSwapModel,
+    fs: Faceset,
+    records: list[FaceRecord],
+    side: Side,
+    device: str = "cpu",
+    size: int = 64,
+) -> float:
+    """Masked SSIM of held-out reconstructions on one crop (``face``, 64 px) and one mask (landmark
+    hull) for every architecture: the number the time-to-quality benchmark compares."""
+    from faceloom.metrics import ssim
+
+    inputs = model_inputs(fs, records, model.crop, model.resolution)
+    recon = to_common_crop(swap_faces(model, inputs, side, device), model.crop, fs.size, size)
+    # The truth takes the same resampling path, so a perfect reconstruction scores 1 for every model.
+    truth = to_common_crop(inputs, model.crop, fs.size, size)
+    scores = []
+    for r, out, gt in zip(records, recon, truth, strict=True):
+        mask = hull_mask(crop_landmarks(r, "face", size, fs.crop), size)  # type: ignore[arg-type]
+        scores.append(ssim(out, gt, mask=mask))
+    return float(np.mean(scores))

@@ -1,0 +1,116 @@
+"""Flicker of a converted video against its source, measured in the source's face region."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from faceloom.errors import InputError
+from faceloom.faces.masks import hull_mask
+from faceloom.metrics import flicker
+from faceloom.progress import ProgressFn, report
+
+
+def face_regions(
+    source: Path, detector_name: str = "mediapipe", progress: ProgressFn | None = None
+) -> list[list[np.ndarray]]:
+    """Landmarks (68, 2) of every face found in each frame of ``source`` (an empty list: none)."""
+    from faceloom.faces.detect import create_detector
+    from faceloom.media.reader import iter_video, probe_video
+
+    total = probe_video(source).frames
+    detector = create_detector(detector_name, 4)
+    out: list[list[np.ndarray]] = []
+    try:
+        for frame in iter_video(source):
+            out.append([f.landmarks for f in detector.detect(frame.rgb)])
+            report(progress, "detect faces in source", len(out), total)
+    finally:
+        detector.close()
+    return out
+
+
+def region_mask(faces: list[np.ndarray], height: int, width: int) -> np.ndarray:
+    """(H, W) float32 union of the face hulls (forehead included) of a frame's faces."""
+    side = max(height, width)
+    mask = np.zeros((height, width), dtype=np.float32)
+    for lm in faces:
+        mask = np.maximum(mask, hull_mask(lm, side)[:height, :width])
+    return mask
+
+
+def _frames(path: Path, limit: int) -> Iterator[np.ndarray]:
+    from faceloom.media.reader import iter_video
+
+    return (f.rgb for f in itertools.islice(iter_video(path), limit))
+
+
+def video_flicker(
+    swapped: str | Path,
+    source: str | Path,
+    detector_name: str = "mediapipe",
+    progress: ProgressFn | None = None,
+) -> dict[str, Any]:
+    """Mean frame-to-frame change in the face region of a converted video and of its source.
+
+    The region of frame t is the union of the face hulls detected in the *source* frame t, so both
+    videos are measured on the same pixels; a pair of frames counts where either frame has a face
+    (see :func:`faceloom.metrics.flicker`). Real motion moves both numbers; the ratio is what the
+    swap adds (1 = as stable as the source).
+
+    Returns:
+        ``swapped``, ``source``, ``frames`` (compared), ``face_frames`` (with a face in the source),
+        ``flicker_swapped``, ``flicker_source`` (0-255 scale), ``flicker_ratio`` and ``warnings``.
+    """
+    from faceloom.media.reader import probe_video
+
+    swapped, source = Path(swapped), Path(source)
+    for p in (swapped, source):
+        if not p.exists():
+            raise InputError("no such video", p)
+    info_s, info_o = probe_video(swapped), probe_video(source)
+    if (info_s.width, info_s.height) != (info_o.width, info_o.height):
+        raise InputError(
+            f"frame size {info_s.width}x{info_s.height} differs from the source's "
+            f"{info_o.width}x{info_o.height}; flicker compares the same pixels of both",
+            swapped,
+        )
+    regions = face_regions(source, detector_name, progress)
+    n_swapped = sum(1 for _ in _frames(swapped, len(regions) + 1))
+    warnings = []
+    n = min(n_swapped, len(regions))
+    if n_swapped != len(regions):
+        warnings.append(
+            f"the videos differ in length ({n_swapped} vs {len(regions)} frames); compared the first {n}"
+        )
+    if n < 2:
+        raise InputError(f"flicker needs at least two frames, got {n}", swapped)
+    regions = regions[:n]
+    face_frames = sum(1 for r in regions if r)
+    if face_frames == 0:
+        raise InputError("no face found in any frame of the source video", source)
+    h, w = info_o.height, info_o.width
+
+    def masks() -> Iterator[np.ndarray]:
+        return (region_mask(r, h, w) for r in regions)
+
+    f_swap = flicker(_frames(swapped, n), masks())
+    f_src = flicker(_frames(source, n), masks())
+    if f_src == 0.0:
+        ratio: float | None = 1.0 if f_swap == 0.0 else None
+    else:
+        ratio = f_swap / f_src
+    return {
+        "swapped": str(swapped),
+        "source": str(source),
+        "frames": n,
+        "face_frames": face_frames,
+        "flicker_swapped": round(f_swap, 4),
+        "flicker_source": round(f_src, 4),
+        "flicker_ratio": None if ratio is None else round(ratio, 4),
+        "warnings": warnings,
+    }
