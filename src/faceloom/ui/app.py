@@ -58,6 +58,7 @@ class UIApp(WorkspaceRoutes):
             nice=config.nice,
             outcome=self._job_outcome,
         )
+        self._info: bytes | None = None
 
     def _job_outcome(self, job: Job) -> JobState:
         """Outcome of a job that ended while no server watched: from the workspace's stage states."""
@@ -99,21 +100,24 @@ class UIApp(WorkspaceRoutes):
 
     # ---- API: global ------------------------------------------------------------------------------
     async def api_info(self, request: Request) -> Response:
-        """Answered on the event loop: nothing here blocks."""
-        return json_response(
-            {
-                "version": __version__,
-                "workspaces": str(self.config.workspaces),
-                "allowed": [{"index": i, "path": str(p)} for i, p in enumerate(self.config.allowed)],
-                "max_upload_mb": self.config.max_upload_mb,
-                "max_training_jobs": self.config.max_training_jobs,
-                "consent_text": CONSENT_TEXT,
-                "stages": list(STAGE_NAMES),
-                "models": list(MODEL_NAMES),
-                "settings": settings_schema(),
-                "media_suffixes": sorted(security.MEDIA_SUFFIXES),
-            }
-        )
+        """Answered on the event loop from bytes made once: the page and its pollers ask often."""
+        if self._info is None:
+            self._info = json.dumps(self._info_data(), default=str).encode()
+        return Response(self._info, headers={"Cache-Control": "no-store"}, media_type="application/json")
+
+    def _info_data(self) -> dict[str, Any]:
+        return {
+            "version": __version__,
+            "workspaces": str(self.config.workspaces),
+            "allowed": [{"index": i, "path": str(p)} for i, p in enumerate(self.config.allowed)],
+            "max_upload_mb": self.config.max_upload_mb,
+            "max_training_jobs": self.config.max_training_jobs,
+            "consent_text": CONSENT_TEXT,
+            "stages": list(STAGE_NAMES),
+            "models": list(MODEL_NAMES),
+            "settings": settings_schema(),
+            "media_suffixes": sorted(security.MEDIA_SUFFIXES),
+        }
 
     def api_workspaces(self, req: Req) -> Response:
         out = []
