@@ -14,6 +14,15 @@ from faceloom.config import ExtractConfig, TrainConfig
 REPO = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(scope="session", autouse=True)
+def config_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """faceloom's config folder (the local C2PA signing chain) in a temporary place, not ~/.config;
+    commands started by the tests inherit it."""
+    folder = tmp_path_factory.mktemp("config")
+    os.environ["FACELOOM_CONFIG"] = str(folder)
+    return folder
+
+
 def data_dir() -> Path | None:
     """The real test clips: $FACELOOM_TEST_DATA, else ../shared/data beside the repository."""
     env = os.environ.get("FACELOOM_TEST_DATA")

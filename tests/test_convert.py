@@ -74,6 +74,15 @@ def test_video_keeps_length_fps_and_audio(grid: dict[str, Path], converted: Path
     assert label is not None and label.get("synthetic") == "1"
 
 
+def test_the_output_carries_valid_content_credentials(converted: Path, trained_lite: Path) -> None:
+    from faceloom.media.credentials import read_credentials
+
+    report = read_credentials(converted)
+    assert report is not None and report.valid and report.synthetic and report.local, report
+    assert report.model is not None and report.model["architecture"] == "lite"
+    assert report.model["training_steps"] > 0 and str(trained_lite) not in json.dumps(report.to_dict())
+
+
 def test_face_changes_and_background_does_not(grid: dict[str, Path], converted: Path) -> None:
     before = read_frames(grid["g3b"])
     after = read_frames(converted)

@@ -17,6 +17,7 @@ from faceloom.errors import InputError
 from faceloom.media.writer import VideoWriter, read_label, write_image
 from faceloom.provenance import (
     MAX_VIDEO_SAMPLES,
+    NULL_CEILING,
     THRESHOLD,
     VerifyResult,
     Watermark,
@@ -160,8 +161,8 @@ def test_no_false_positive_on_real_clips(grid: dict[str, Path], crema: list[Path
         scores[clip.name] = result.watermark.score
         assert result.label is None and not result.watermark.found and not result.synthetic, result
         assert 0 < result.watermark.frames <= MAX_VIDEO_SAMPLES
-    # Under the null the score is about standard normal: far below the threshold, not only below it.
-    assert max(abs(s) for s in scores.values()) < THRESHOLD / 2, scores
+    # Unmarked, the best of the search's tries stays well below the threshold, not only below it.
+    assert max(abs(s) for s in scores.values()) < NULL_CEILING, scores
 
 
 def test_no_false_positive_on_images_of_real_frames(
@@ -182,7 +183,7 @@ def test_no_false_positive_on_images_of_real_frames(
             result = verify(path)
             assert result.kind == "image" and not result.synthetic, result
             scores.append(result.watermark.score)
-    assert max(abs(s) for s in scores) < THRESHOLD / 2, sorted(scores)[-5:]
+    assert max(abs(s) for s in scores) < NULL_CEILING, sorted(scores)[-5:]
 
 
 def test_marked_images_png_and_jpeg(grid: dict[str, Path], crema: list[Path], tmp_path: Path) -> None:
@@ -205,7 +206,7 @@ def test_other_key_does_not_see_ours(g1_frames: list[np.ndarray]) -> None:
     marked = [watermark_filter()(f, i) for i, f in enumerate(g1_frames[:10])]
     assert detect_watermark(marked).found
     other = Watermark(seed=12345).detect(marked)
-    assert not other.found and abs(other.score) < THRESHOLD / 2
+    assert not other.found and abs(other.score) < NULL_CEILING
 
 
 def test_detect_edge_cases() -> None:

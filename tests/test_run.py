@@ -316,6 +316,7 @@ def test_run_makes_every_stage_and_a_labelled_swap_with_audio(chain: tuple[Path,
     assert result == summary["eval"]
     assert set(result["reconstruction"]) == {"a", "b"} and result["video"]["frames"] > 0
     assert result["provenance"]["swapped.mp4"]["synthetic"]
+    assert result["provenance"]["swapped.mp4"]["c2pa"]["validation_state"] == "Valid"
     assert result["provenance"]["side_by_side.mp4"]["watermark"]["found"]
     settings = tomllib.loads((root / "faceloom.toml").read_text())
     assert settings["extract"]["every_n"] == 3 and settings["train"]["iterations"] == ITERATIONS

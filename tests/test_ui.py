@@ -464,6 +464,10 @@ def test_result_video_plays_in_browser(server: UIServer, workspace: Path, grid: 
         assert c.streams.video[0].frames == frames == vw.frames_written
     label = read_label(preview)
     assert label is not None and label["synthetic"] == "1"  # the synthetic label goes along
+    from faceloom.media.credentials import read_credentials
+
+    signed = read_credentials(preview)  # the browser copy is signed too
+    assert signed is not None and signed.valid and signed.synthetic
     assert get_json(server, "/api/ws/w1/video/side_by_side")[0] == 404
     assert get_json(server, "/api/ws/w1/video/other")[0] == 404
 

@@ -53,6 +53,7 @@ def convert(
         "faces_swapped": result.faces_swapped,
         "faces_left_alone": result.faces_left_alone,
         "audio": result.audio,
+        "content_credentials": result.credentials,
     }
     if result.stats is not None:
         summary["frames_per_s"] = round(result.frames / max(result.stats.wall_s, 1e-9), 1)
@@ -65,6 +66,7 @@ def convert(
         f"wrote {result.output}: {result.frames} frame(s), {result.faces_swapped} face(s) swapped"
         + (f", {result.faces_left_alone} left alone" if result.faces_left_alone else "")
         + (f", audio {result.audio}" if result.audio else "")
+        + ("; signed Content Credentials" if result.credentials else "; no Content Credentials")
     )
     if result.stats is not None and state.verbose:
         echo(f"{summary['frames_per_s']} frames/s; slowest stage: {summary['slowest_stage']}")

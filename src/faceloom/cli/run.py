@@ -110,10 +110,12 @@ def _print_summary(ws: Workspace, summary: RunSummary, total_s: float) -> None:
         for line in eval_lines(summary.eval):
             echo(line)
         for name, p in (summary.eval.get("provenance") or {}).items():
-            mark = p["watermark"]
+            mark, c2pa = p["watermark"], p.get("c2pa") or {}
+            credentials = c2pa.get("validation_state", "none") if c2pa.get("present") else "none"
             echo(
                 f"  label: {name} is marked synthetic (metadata label "
-                f"{'present' if p['label'] else 'absent'}, watermark z = {mark['score']})"
+                f"{'present' if p['label'] else 'absent'}, watermark score {mark['score']}, "
+                f"content credentials {credentials})"
             )
     for kind, paths in summary.kept.items():
         echo(f"kept aside ({kind}): " + ", ".join(str(p.relative_to(ws.root)) for p in paths))

@@ -64,6 +64,18 @@ class ConvertConfig(Settings):
         True, "Embed the invisible watermark (the metadata label stays either way). See README."
     )
     label: LabelChoice = setting("none", "visible adds a corner label.")
+    credentials: bool = setting(
+        True, "Sign C2PA Content Credentials into the output (MP4, MOV, JPEG, PNG, WebP). See README."
+    )
+    c2pa_cert: str | None = setting(
+        None,
+        "An organisation's certificate chain (PEM, signing certificate first) for the Content Credentials.",
+        ui=False,
+        unset="a local certificate made once on this machine (untrusted elsewhere)",
+    )
+    c2pa_key: str | None = setting(
+        None, "The private key (PEM) of --c2pa-cert.", ui=False, unset="the local certificate's key"
+    )
     batch_size: int = setting(16, "Frames per model batch.", low=1)
     device: DeviceChoice = setting("auto", "auto, cpu or cuda.", affects_output=False)
     precision: Precision = setting("auto", "auto = bf16 where supported.")
@@ -72,3 +84,5 @@ class ConvertConfig(Settings):
     def check(self) -> None:
         if self.start is not None and self.end is not None and self.end <= self.start:
             raise self.error("end", f"({self.end}) must be after start ({self.start})")
+        if (self.c2pa_cert is None) != (self.c2pa_key is None):
+            raise self.error("c2pa_key", "goes with c2pa_cert: give both, the certificate chain and its key")

@@ -3,6 +3,7 @@ every converted frame goes through."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import cv2
@@ -13,6 +14,7 @@ from faceloom.convert.blend import paste_face, sharpen, soften_mask
 from faceloom.convert.color import match_color
 from faceloom.convert.frames import FaceJob, FrameJob
 from faceloom.faces.masks import hull_mask
+from faceloom.media.credentials import Credentials
 from faceloom.media.writer import FrameFilter
 
 
@@ -69,6 +71,14 @@ class Blender:
     def close(self) -> None:
         if self.segmenter is not None:
             self.segmenter.close()
+
+
+def output_credentials(config: ConvertConfig, facts: Mapping[str, str | int | float]) -> Credentials:
+    """The Content Credentials every converted output carries (signed by ``c2pa_cert`` / ``c2pa_key``,
+    else by the local certificate)."""
+    return Credentials(
+        facts=dict(facts), cert=config.c2pa_cert, key=config.c2pa_key, enabled=config.credentials
+    )
 
 
 def output_filters(config: ConvertConfig) -> list[FrameFilter]:

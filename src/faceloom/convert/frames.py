@@ -48,3 +48,5 @@ class ConvertResult:
     stats: PipelineStats | None
     audio: str | None = None
     warnings: list[str] = field(default_factory=list)
+    credentials: bool = False
+    """Signed C2PA Content Credentials are in the output (every file of an image folder)."""

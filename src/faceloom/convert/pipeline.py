@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from faceloom.config import ConvertConfig
-from faceloom.convert.compose import Blender, output_filters, scaled_size
+from faceloom.convert.compose import Blender, output_credentials, output_filters, scaled_size
 from faceloom.convert.finder import FaceFinder
 from faceloom.convert.frames import ConvertResult, FrameJob
 from faceloom.convert.swapper import Swapper, predict_chunk
@@ -156,6 +156,7 @@ def _convert_video(
         end_time=config.end,
         frame_filters=output_filters(config),
         label_extra={"model": swapper.mdir.meta.get("architecture", "?"), "to": config.to},
+        credentials=output_credentials(config, swapper.facts()),
         codec_options={"preset": config.preset} if config.codec in ("libx264", "libx265") else None,
     )
 
@@ -213,6 +214,7 @@ def _convert_video(
         stats=stats,
         audio=writer.audio_mode,
         warnings=warnings,
+        credentials=writer.credentials_written,
     )
 
 
@@ -236,6 +238,7 @@ def _convert_images(
     finder = FaceFinder(swapper, config, track_faces=False)
     blender = Blender(config, swapper.model.has_mask, None)
     filters = output_filters(config)
+    credentials = output_credentials(config, swapper.facts())
     counts = {"swapped": 0, "with_swaps": 0}
     try:
         for n, source in enumerate(images):
@@ -249,7 +252,7 @@ def _convert_images(
             img = job.out if out_size is None else cv2.resize(job.out, out_size, interpolation=cv2.INTER_AREA)
             target = out if single else out / source.path.relative_to(src)
             target.parent.mkdir(parents=True, exist_ok=True)
-            write_image(target, img, frame_filters=filters)
+            write_image(target, img, frame_filters=filters, credentials=credentials)
             counts["swapped"] += len(job.faces)
             counts["with_swaps"] += bool(job.faces)
             report(progress, source.path.name, n + 1, len(images))
@@ -267,6 +270,7 @@ def _convert_images(
         faces_left_alone=finder.left_alone,
         stats=None,
         warnings=warnings,
+        credentials=config.credentials,
     )
 
 
@@ -318,5 +322,10 @@ def convert_preview(
     if sheet.shape[1] > 1600:
         k = 1600 / sheet.shape[1]
         sheet = cv2.resize(sheet, (1600, max(2, round(sheet.shape[0] * k))), interpolation=cv2.INTER_AREA)
-    write_image(out, sheet, frame_filters=output_filters(config))
+    write_image(
+        out,
+        sheet,
+        frame_filters=output_filters(config),
+        credentials=output_credentials(config, swapper.facts()),
+    )
     return out

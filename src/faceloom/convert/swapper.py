@@ -42,6 +42,17 @@ class Swapper:
             for s in ("a", "b")
         }
 
+    def facts(self) -> dict[str, str | int | float]:
+        """What the outputs' Content Credentials say of the model: no faces, no paths."""
+        meta = self.mdir.meta
+        return {
+            "architecture": str(meta.get("architecture", "?")),
+            "resolution": int(self.resolution),
+            "crop": str(self.crop_type),
+            "training_steps": int(self.mdir.step),
+            "renders": str(self.to).upper(),
+        }
+
     @torch.no_grad()
     def predict(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """Args: crops (N, R, R, 3) uint8. Returns faces (N, R, R, 3) uint8 and masks (N, R, R) float32."""

@@ -15,9 +15,10 @@ from PIL.PngImagePlugin import PngInfo
 from faceloom import __version__, fsutil
 from faceloom.checks import check_shape
 from faceloom.errors import OutputError
+from faceloom.media.credentials import DEFAULT_CREDENTIALS, Credentials, sign_bytes
 from faceloom.media.label import EXIF_IMAGE_DESCRIPTION, EXIF_SOFTWARE, LABEL_KEY, make_label
 
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg"})
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp"})
 
 FrameFilter = Callable[[np.ndarray, int], np.ndarray]
 """``filter(rgb, frame_index) -> rgb``: HxWx3 uint8 in, HxWx3 uint8 of the same size out.
@@ -51,12 +52,12 @@ def encode_image(
     compress_level: int = 1,
     label_extra: Mapping[str, object] | None = None,
 ) -> bytes:
-    """Encode an HxWx3 uint8 RGB image as PNG or JPEG bytes (``suffix`` ``.png``/``.jpg``/``.jpeg``),
-    with the synthetic label unless ``synthetic`` is False."""
+    """Encode an HxWx3 uint8 RGB image as PNG, JPEG or WebP bytes (``suffix`` ``.png``, ``.jpg``,
+    ``.jpeg``, ``.webp``), with the synthetic label unless ``synthetic`` is False."""
     check_rgb(rgb)
     suffix = suffix.lower()
     if suffix not in IMAGE_SUFFIXES:
-        raise ValueError(f"unsupported image format {suffix!r}: use .png, .jpg or .jpeg")
+        raise ValueError(f"unsupported image format {suffix!r}: use .png, .jpg, .jpeg or .webp")
     img = Image.fromarray(np.ascontiguousarray(rgb), mode="RGB")
     buf = io.BytesIO()
     label = make_label(label_extra) if synthetic else None
@@ -74,7 +75,7 @@ def encode_image(
             exif[EXIF_IMAGE_DESCRIPTION] = label
             exif[EXIF_SOFTWARE] = f"faceloom {__version__}"
             kwargs["exif"] = exif.tobytes()
-        img.save(buf, "JPEG", **kwargs)
+        img.save(buf, "WEBP" if suffix == ".webp" else "JPEG", **kwargs)
     return buf.getvalue()
 
 
@@ -88,11 +89,13 @@ def write_image(
     frame_filters: Sequence[FrameFilter] = (),
     label_extra: Mapping[str, object] | None = None,
     durable: bool = False,
+    credentials: Credentials = DEFAULT_CREDENTIALS,
 ) -> None:
-    """Write an RGB image atomically as PNG or JPEG (chosen by the suffix of ``path``).
+    """Write an RGB image atomically as PNG, JPEG or WebP (chosen by the suffix of ``path``), with
+    the synthetic label and signed C2PA Content Credentials (unless ``synthetic`` is False).
 
     Args:
-        path: target file, ``.png``, ``.jpg`` or ``.jpeg``; its folder must exist.
+        path: target file, ``.png``, ``.jpg``, ``.jpeg`` or ``.webp``; its folder must exist.
         rgb: image of shape :math:`(H, W, 3)`, uint8 RGB.
         synthetic: label the file as synthetic (PNG tEXt / JPEG EXIF ImageDescription). Use
             False only for crops of real footage (facesets).
@@ -102,6 +105,8 @@ def write_image(
             the invisible watermark plugs in here).
         label_extra: extra ``key=value`` fields for the label.
         durable: fsync before the rename (slower; bulk crops skip it).
+        credentials: what the C2PA manifest says and who signs it
+            (:mod:`faceloom.media.credentials`); ``NO_CREDENTIALS`` writes none.
 
     Raises:
         OutputError: the file cannot be written (full disk, permissions), naming ``path``.
@@ -110,7 +115,7 @@ def write_image(
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in IMAGE_SUFFIXES:
-        raise OutputError(f"unsupported image format {path.suffix!r}: use .png, .jpg or .jpeg", path)
+        raise OutputError(f"unsupported image format {path.suffix!r}: use .png, .jpg, .jpeg or .webp", path)
     check_rgb(rgb)
     rgb = apply_filters(rgb, 0, frame_filters)
     data = encode_image(
@@ -121,6 +126,8 @@ def write_image(
         compress_level=compress_level,
         label_extra=label_extra,
     )
+    if synthetic and credentials.enabled:
+        data = sign_bytes(data, path.name, credentials)
     fsutil.atomic_write_bytes(path, data, durable=durable)
 
 

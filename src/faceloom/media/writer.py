@@ -1,29 +1,17 @@
-"""The one writer every faceloom output goes through, so the synthetic label cannot be forgotten.
+"""The one writer every faceloom output goes through, so the synthetic marks cannot be forgotten.
 
-Images are :mod:`faceloom.media.images`, the label :mod:`faceloom.media.label`; this module writes
-videos and gathers the three (import every writer from here).
-
-Images (:func:`write_image`) and videos (:class:`VideoWriter`) are written to a temporary file in
-the target folder and renamed into place on success: a kill, a full disk or an exception never
-leaves a half-written file under the final name. Unless ``synthetic=False`` (crops of real
-footage, e.g. facesets), each file carries a machine-readable label, read back by
-:func:`read_label`:
-
-- PNG: a ``tEXt`` chunk named :data:`LABEL_KEY`;
-- JPEG: the EXIF ImageDescription tag (0x010E), with EXIF Software naming faceloom;
-- video: container metadata :data:`LABEL_KEY` (MP4/MOV written with
-  ``movflags=use_metadata_tags`` so the custom key is stored) and the same text in the standard
-  ``comment`` tag, which formats without custom keys (AVI) and ordinary remuxes keep.
-
-The label text looks like ``synthetic=1; tool=faceloom 0.1.0`` plus any extra ``key=value``
-fields the caller adds (model name, ...). The invisible watermark is not written here: it plugs
-in as a ``frame_filters`` entry (see :data:`FrameFilter`).
+Images (:func:`write_image`, in :mod:`faceloom.media.images`) and videos (:class:`VideoWriter`)
+are written to a temporary file in the target folder and renamed into place on success: a kill, a
+full disk or an exception never leaves a half-written file under the final name. Unless
+``synthetic=False`` (crops of real footage, e.g. facesets), each file carries the machine-readable
+label (:mod:`faceloom.media.label`, read back by :func:`read_label`) and signed C2PA Content
+Credentials (:mod:`faceloom.media.credentials`). The invisible watermark is not written here: it
+plugs in as a ``frame_filters`` entry (see :data:`FrameFilter`). Import every writer from here.
 """
 
 from __future__ import annotations
 
 import contextlib
-import io
 import itertools
 import os
 import secrets
@@ -38,6 +26,8 @@ import numpy as np
 
 from faceloom import fsutil
 from faceloom.errors import InputError, OutputError, output_error_from_os
+from faceloom.media.container import codec_name, fps_fraction, muxer_takes, time_base
+from faceloom.media.credentials import DEFAULT_CREDENTIALS, Credentials, check_signer, sign_file, supports
 from faceloom.media.images import (
     IMAGE_SUFFIXES,
     FrameFilter,
@@ -50,53 +40,6 @@ from faceloom.media.label import LABEL_KEY, LABEL_PREFIX, make_label, parse_labe
 
 _MOV_FORMATS = ("mp4", "mov", "ipod", "ismv", "3gp", "3g2", "psp", "f4v")
 _CRF_CODECS = frozenset({"libx264", "libx265", "libsvtav1", "libaom-av1", "libvpx-vp9", "libvpx"})
-
-
-_NTSC_RATES = tuple(Fraction(k * 1000, 1001) for k in (24, 30, 48, 60, 120, 240))
-
-
-def _fps_fraction(fps: float | Fraction) -> Fraction:
-    """The frame rate as a Fraction; within 0.01 % of an NTSC rate it becomes that rate exactly
-    (29.97 and FLV's millisecond-derived 989/33 both give 30000/1001)."""
-    if not isinstance(fps, Fraction):
-        if not np.isfinite(fps):
-            raise ValueError(f"fps must be finite, got {fps}")
-        fps = Fraction(fps)
-    if fps <= 0:
-        raise ValueError(f"fps must be positive, got {float(fps)}")
-    for ntsc in _NTSC_RATES:
-        if abs(fps - ntsc) <= ntsc * Fraction(1, 10000):
-            return ntsc
-    return fps.limit_denominator(1001)
-
-
-def _time_base(rate: Fraction) -> Fraction:
-    """A time base in which every frame lasts a whole number of ticks, at least 1/10000 s fine."""
-    ticks = rate.numerator
-    return Fraction(1, ticks * max(1, -(-10000 // ticks)))
-
-
-def _codec_name(stream: av.stream.Stream) -> str:
-    """The codec's canonical name ("mp3", not the decoder's "mp3float")."""
-    ctx = stream.codec_context
-    if ctx is None:
-        return ""
-    return str(ctx.codec.canonical_name)
-
-
-def _muxer_takes(format_name: str, template: av.stream.Stream) -> bool:
-    """Whether ``format_name`` writes a header for a stream copied from ``template``.
-
-    ``supported_codecs`` says yes to some pairs the muxer then refuses (Opus in MOV), and a
-    refused header would sink the whole output, so the header is tried first in memory.
-    """
-    try:
-        with av.open(io.BytesIO(), mode="w", format=format_name) as probe:
-            probe.add_stream_from_template(template)
-            probe.start_encoding()
-    except (av.error.FFmpegError, ValueError, OSError):
-        return False
-    return True
 
 
 class VideoWriter:
@@ -136,6 +79,8 @@ class VideoWriter:
             encoding, in order. Empty by default; the invisible watermark plugs in here.
         label_extra: extra ``key=value`` fields for the label.
         codec_options: extra encoder options (e.g. ``{"preset": "veryfast"}``).
+        credentials: what the signed C2PA manifest says (:mod:`faceloom.media.credentials`);
+            containers without a place for one (MKV, WebM) get a warning instead.
 
     Raises:
         OutputError: the output cannot be created or written (naming ``path``).
@@ -147,6 +92,7 @@ class VideoWriter:
         audio_codec: the codec of the output audio stream, or None.
         frames_written: frames encoded so far.
         warnings: problems that did not stop the write (e.g. source audio broke off).
+        credentials_written: a signed C2PA manifest is in the file.
     """
 
     def __init__(
@@ -165,10 +111,15 @@ class VideoWriter:
         frame_filters: Sequence[FrameFilter] = (),
         label_extra: Mapping[str, object] | None = None,
         codec_options: Mapping[str, str] | None = None,
+        credentials: Credentials = DEFAULT_CREDENTIALS,
     ) -> None:
         self.path = Path(path)
-        self.fps = _fps_fraction(fps)
-        self._tb = _time_base(self.fps)
+        self._credentials = credentials if synthetic and credentials.enabled else None
+        self.credentials_written = False
+        if self._credentials is not None and supports(self.path):
+            check_signer(self._credentials)
+        self.fps = fps_fraction(fps)
+        self._tb = time_base(self.fps)
         self._frame_ticks = int(1 / (self.fps * self._tb))
         self._last_pts: int | None = None
         self._start_time = start_time
@@ -269,9 +220,9 @@ class VideoWriter:
             if vs is not None and vs.start_time is not None and vs.time_base is not None:
                 start_time = float(vs.start_time * vs.time_base)
         self._start_time = start_time
-        name = _codec_name(in_stream)
+        name = codec_name(in_stream)
         supported = self._out.supported_codecs
-        if name and name in supported and _muxer_takes(self._out.format.name, in_stream):
+        if name and name in supported and muxer_takes(self._out.format.name, in_stream):
             out_stream = self._out.add_stream_from_template(in_stream)
             self.audio_mode = "copy"
             self.audio_codec = name
@@ -457,6 +408,7 @@ class VideoWriter:
                 self._mux_audio_until(None)
                 self._out.close()
                 self._out = None
+                self._add_credentials()
                 if fsutil._write_hook is not None:
                     fsutil._write_hook(self.path)
                 os.replace(self._tmp, self.path)
@@ -468,6 +420,28 @@ class VideoWriter:
             raise
         self._close_input()
         self._closed = True
+
+    def _add_credentials(self) -> None:
+        """Sign the finished temporary file's Content Credentials (a signed copy replaces it)."""
+        if self._credentials is None or self._tmp is None:
+            return
+        if not supports(self.path):
+            self.warnings.append(
+                f"{self.path.name}: no Content Credentials written (C2PA has no place for them in "
+                f"{self.path.suffix} files); the label and the watermark are in it"
+            )
+            return
+        signed = self._tmp.with_name(self._tmp.name + ".signed")
+        try:
+            sign_file(self._tmp, signed, self.path.name, self._credentials)
+            os.replace(signed, self._tmp)
+        except OutputError as exc:  # the video is kept: it has the label and the watermark
+            self.warnings.append(f"{self.path.name}: no Content Credentials written ({exc})")
+            return
+        finally:
+            with contextlib.suppress(OSError):
+                signed.unlink()
+        self.credentials_written = True
 
     def _close_input(self) -> None:
         if self._in is not None:
@@ -506,9 +480,11 @@ class VideoWriter:
 
 
 __all__ = [
+    "DEFAULT_CREDENTIALS",
     "IMAGE_SUFFIXES",
     "LABEL_KEY",
     "LABEL_PREFIX",
+    "Credentials",
     "FrameFilter",
     "VideoWriter",
     "encode_image",

@@ -347,11 +347,18 @@ class Trainer:
         batches = {s: self.eval_data[s].fixed(min(n, len(self.eval_data[s]))) for s in SIDES}
         with torch.no_grad(), self._autocast():
             image = render_preview(model, batches["a"], batches["b"], self.device)
-        from faceloom.media.writer import write_image
+        from faceloom.media.writer import Credentials, write_image
 
         path = self.mdir.root / "previews" / f"step_{self.step:08d}.png"
-        write_image(path, image, label_extra={"model_step": self.step})
-        write_image(self.mdir.root / "previews" / "latest.png", image, label_extra={"model_step": self.step})
+        facts = {
+            "architecture": self.config.model,
+            "resolution": self.model.resolution,
+            "training_steps": self.step,
+        }
+        for target in (path, self.mdir.root / "previews" / "latest.png"):
+            write_image(
+                target, image, label_extra={"model_step": self.step}, credentials=Credentials(facts=facts)
+            )
         return path
 
     # ---- the loop -----------------------------------------------------------------------------------

@@ -68,6 +68,7 @@ def browser_preview(src: Path, dst: Path) -> Path:
                 _reencode_video(src, video_tmp)
                 video_src = video_tmp
             _remux(video_src, src, tmp)
+            _sign_copy(src, tmp, dst.name)
             os.replace(tmp, dst)
         except (OSError, av.error.FFmpegError) as exc:
             raise OutputError(f"cannot write a browser copy of {src.name}: {exc}", dst) from exc
@@ -77,6 +78,21 @@ def browser_preview(src: Path, dst: Path) -> Path:
                     with contextlib.suppress(OSError):
                         p.unlink()
         return dst
+
+
+def _sign_copy(src: Path, copy: Path, title: str) -> None:
+    """Give the browser copy Content Credentials saying what the source's say of the model."""
+    from faceloom.media.credentials import Credentials, read_credentials, sign_file
+
+    found = read_credentials(src)
+    facts = found.model if found is not None and found.model else {}
+    signed = copy.with_name(copy.name + ".signed")
+    try:
+        sign_file(copy, signed, title, Credentials(facts=facts))
+        os.replace(signed, copy)
+    finally:
+        with contextlib.suppress(OSError):
+            signed.unlink()
 
 
 def _h264_420(path: Path) -> bool:

@@ -1,0 +1,56 @@
+"""Container and stream facts the video writer needs: exact frame rates, time bases, codec names and
+what a muxer takes."""
+
+from __future__ import annotations
+
+import io
+from fractions import Fraction
+
+import av
+import numpy as np
+
+_NTSC_RATES = tuple(Fraction(k * 1000, 1001) for k in (24, 30, 48, 60, 120, 240))
+
+
+def fps_fraction(fps: float | Fraction) -> Fraction:
+    """The frame rate as a Fraction; within 0.01 % of an NTSC rate it becomes that rate exactly
+    (29.97 and FLV's millisecond-derived 989/33 both give 30000/1001)."""
+    if not isinstance(fps, Fraction):
+        if not np.isfinite(fps):
+            raise ValueError(f"fps must be finite, got {fps}")
+        fps = Fraction(fps)
+    if fps <= 0:
+        raise ValueError(f"fps must be positive, got {float(fps)}")
+    for ntsc in _NTSC_RATES:
+        if abs(fps - ntsc) <= ntsc * Fraction(1, 10000):
+            return ntsc
+    return fps.limit_denominator(1001)
+
+
+def time_base(rate: Fraction) -> Fraction:
+    """A time base in which every frame lasts a whole number of ticks, at least 1/10000 s fine."""
+    ticks = rate.numerator
+    return Fraction(1, ticks * max(1, -(-10000 // ticks)))
+
+
+def codec_name(stream: av.stream.Stream) -> str:
+    """The codec's canonical name ("mp3", not the decoder's "mp3float")."""
+    ctx = stream.codec_context
+    if ctx is None:
+        return ""
+    return str(ctx.codec.canonical_name)
+
+
+def muxer_takes(format_name: str, template: av.stream.Stream) -> bool:
+    """Whether ``format_name`` writes a header for a stream copied from ``template``.
+
+    ``supported_codecs`` says yes to some pairs the muxer then refuses (Opus in MOV), and a
+    refused header would sink the whole output, so the header is tried first in memory.
+    """
+    try:
+        with av.open(io.BytesIO(), mode="w", format=format_name) as probe:
+            probe.add_stream_from_template(template)
+            probe.start_encoding()
+    except (av.error.FFmpegError, ValueError, OSError):
+        return False
+    return True
