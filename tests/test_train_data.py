@@ -12,7 +12,8 @@ import cv2
 import numpy as np
 import pytest
 
-from faceloom.faces.align import CropType, derive_crop, subcrop_box, umeyama
+from faceloom.config.choices import CropType
+from faceloom.faces.align import derive_crop, subcrop_box, umeyama
 from faceloom.faces.faceset import FaceRecord, Faceset
 from faceloom.faces.landmarks import LEFT_EYE, RIGHT_EYE
 from faceloom.faces.masks import hull_mask, region_weights

@@ -19,6 +19,10 @@ MODEL_NAMES: tuple[ModelName, ...] = get_args(ModelName)
 DetectorName = Literal["mediapipe", "dlib", "dlib-cnn"]
 DETECTOR_NAMES: tuple[DetectorName, ...] = get_args(DetectorName)
 
+CropType = Literal["face", "whole_face", "head", "dfl_whole_face"]
+"""Square regions of a face a model is trained on (:data:`faceloom.faces.align.CROP_REGIONS`)."""
+CROP_TYPES: tuple[CropType, ...] = get_args(CropType)
+
 DeviceChoice = Literal["auto", "cpu", "cuda"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 ImageFormat = Literal["jpg", "png"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from faceloom.config.choices import DeviceChoice, ModelName, Precision
+from faceloom.config.choices import CropType, DeviceChoice, ModelName, Precision
 from faceloom.config.meta import Settings, setting
 
 MODEL_DEFAULT = "the architecture's default"
@@ -24,6 +24,12 @@ class TrainConfig(Settings):
     SECTION: ClassVar[str] = "train"
 
     model: ModelName = setting("loom", "Architecture.", shapes_model=True)
+    crop: CropType | None = setting(
+        None,
+        "Crop the model is trained on; dfl_whole_face is DeepFaceLab's, for a .dfm export.",
+        shapes_model=True,
+        unset=MODEL_DEFAULT,
+    )
     iterations: int | None = setting(
         None,
         "Stop at this many steps (faceloom run: in all; faceloom train: more steps).",

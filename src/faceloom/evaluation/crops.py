@@ -4,14 +4,16 @@ re-detecting a small, soft face) and SSIM on one common crop for every architect
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import cast
 
 import cv2
 import numpy as np
 import torch
 
-from faceloom.config.choices import Side
-from faceloom.faces.align import CropType, derive_crop, subcrop_box, transform_points
+from faceloom.config.choices import CropType, Side
+from faceloom.faces.align import STORED_CROP, derive_crop, stored_to_crop, transform_points
 from faceloom.faces.faceset import FaceRecord, Faceset
 from faceloom.faces.identity import FaceEmbedder
 from faceloom.faces.masks import hull_mask
@@ -21,21 +23,31 @@ from faceloom.train.models.base import FaceSwapModel
 EMBED_SIZE = 256
 
 
+def record_crop_matrix(
+    record: FaceRecord, crop: CropType, resolution: int, stored: CropType = STORED_CROP
+) -> np.ndarray:
+    """(2, 3) matrix from a face's stored-crop pixels to its ``crop``-type crop of ``resolution`` px."""
+    in_stored = transform_points(record.landmarks_array, record.matrix_array)
+    return stored_to_crop(stored, record.size, crop, resolution, in_stored)
+
+
 def crop_landmarks(
-    record: FaceRecord, crop: CropType, resolution: int, stored: CropType = "head"
+    record: FaceRecord, crop: CropType, resolution: int, stored: CropType = STORED_CROP
 ) -> np.ndarray:
     """(68, 2) landmarks of a face in its ``crop``-type crop of ``resolution`` px."""
     in_stored = transform_points(record.landmarks_array, record.matrix_array)
-    x0, y0, side = subcrop_box(stored, record.size, crop)
-    return np.asarray((in_stored - np.array([x0, y0])) * (resolution / side), dtype=np.float32)
+    matrix = record_crop_matrix(record, crop, resolution, stored)
+    return np.asarray(transform_points(in_stored, matrix), dtype=np.float32)
 
 
 def model_inputs(fs: Faceset, records: list[FaceRecord], crop: CropType, resolution: int) -> np.ndarray:
     """(N, R, R, 3) uint8 crops of the model's type and size, without augmentation."""
     out = []
+    stored_crop = cast(CropType, fs.crop)
     for r in records:
         stored = cv2.cvtColor(cv2.imread(str(fs.image_path(r))), cv2.COLOR_BGR2RGB)
-        out.append(derive_crop(stored, crop, resolution, stored=fs.crop))  # type: ignore[arg-type]
+        in_stored = transform_points(r.landmarks_array, r.matrix_array)
+        out.append(derive_crop(stored, crop, resolution, stored=stored_crop, landmarks=in_stored))
     return np.stack(out)
 
 
@@ -108,25 +120,30 @@ def identity_scores(
 
 
 def to_common_crop(
-    outputs: np.ndarray, model_crop: CropType, stored_size: int, size: int = 64, common: CropType = "face"
+    outputs: np.ndarray,
+    records: list[FaceRecord],
+    model_crop: CropType,
+    stored: CropType = STORED_CROP,
+    size: int = 64,
+    common: CropType = "face",
 ) -> np.ndarray:
     """Resample model outputs (N, R, R, 3) of crop type ``model_crop`` onto the ``common`` crop at
     ``size`` px, so models with different crops and resolutions are scored on the same pixels."""
     res = outputs.shape[1]
-    mx, my, ms = subcrop_box("head", stored_size, model_crop)
-    cx, cy, cs = subcrop_box("head", stored_size, common)
-    k = res / ms
-    # common-crop pixel p -> stored px (p * cs / size + c0) -> model px ((. - m0) * k)
-    matrix = np.array([[cs / size * k, 0.0, (cx - mx) * k], [0.0, cs / size * k, (cy - my) * k]])
-    flags = cv2.INTER_AREA if cs / size * k > 1.5 else cv2.INTER_LINEAR
-    return np.stack(
-        [
+    out = []
+    for o, r in zip(outputs, records, strict=True):
+        to_model = np.vstack([record_crop_matrix(r, model_crop, res, stored), [0.0, 0.0, 1.0]])
+        to_common = np.vstack([record_crop_matrix(r, common, size, stored), [0.0, 0.0, 1.0]])
+        # common px -> model px
+        matrix = np.asarray((to_model @ np.linalg.inv(to_common))[:2], dtype=np.float64)
+        scale = math.sqrt(abs(float(np.linalg.det(matrix[:, :2]))))
+        flags = cv2.INTER_AREA if scale > 1.5 else cv2.INTER_LINEAR
+        out.append(
             cv2.warpAffine(
                 o, matrix, (size, size), flags=flags | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE
             )
-            for o in outputs
-        ]
-    )
+        )
+    return np.stack(out)
 
 
 def common_holdout_ssim(
@@ -142,11 +159,12 @@ def common_holdout_ssim(
     from faceloom.metrics import ssim
 
     inputs = model_inputs(fs, records, model.crop, model.resolution)
-    recon = to_common_crop(swap_faces(model, inputs, side, device), model.crop, fs.size, size)
+    stored = cast(CropType, fs.crop)
+    recon = to_common_crop(swap_faces(model, inputs, side, device), records, model.crop, stored, size)
     # The truth takes the same resampling path, so a perfect reconstruction scores 1 for every model.
-    truth = to_common_crop(inputs, model.crop, fs.size, size)
+    truth = to_common_crop(inputs, records, model.crop, stored, size)
     scores = []
     for r, out, gt in zip(records, recon, truth, strict=True):
-        mask = hull_mask(crop_landmarks(r, "face", size, fs.crop), size)  # type: ignore[arg-type]
+        mask = hull_mask(crop_landmarks(r, "face", size, stored), size)
         scores.append(ssim(out, gt, mask=mask))
     return float(np.mean(scores))

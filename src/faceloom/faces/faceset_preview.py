@@ -7,8 +7,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from faceloom.config.choices import CropType
 from faceloom.errors import InputError, OutputError
-from faceloom.faces.align import CROP_REGIONS, CropType, subcrop_box
+from faceloom.faces.align import CROP_REGIONS, subcrop_box
 from faceloom.faces.faceset import FaceRecord, Faceset
 from faceloom.faces.faceset_query import crop_landmarks, short_id
 from faceloom.faces.landmarks import JAW, LEFT_BROW, LEFT_EYE, MOUTH, NOSE, RIGHT_BROW, RIGHT_EYE

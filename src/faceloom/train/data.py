@@ -31,9 +31,10 @@ from typing import TYPE_CHECKING, cast
 import cv2
 import numpy as np
 
+from faceloom.config.choices import CropType
 from faceloom.errors import InputError
 from faceloom.faces import masks
-from faceloom.faces.align import CROP_REGIONS, CropType, subcrop_box, transform_points
+from faceloom.faces.align import CROP_REGIONS, stored_to_crop, transform_points
 from faceloom.faces.faceset import FaceRecord, Faceset
 from faceloom.faces.landmarks import LEFT_EYE, MOUTH, RIGHT_EYE, interocular
 from faceloom.faces.masks import hull_mask
@@ -281,13 +282,14 @@ class FaceData:
     def _load_one(self, j: int) -> None:
         rec = self.records[j]
         stored = cast(CropType, self.fs.crop)
-        x0, y0, side = subcrop_box(stored, rec.size, self.crop)
+        in_stored = transform_points(rec.landmarks_array, rec.matrix_array)
+        crop = stored_to_crop(stored, rec.size, self.crop, self.resolution, in_stored)
         # The coverage share around the crop centre is what the model sees.
-        cx, cy = x0 + side / 2.0, y0 + side / 2.0
-        side *= self.coverage
-        bx, by = cx - side / 2.0, cy - side / 2.0
-        k = self.resolution / side
-        to_load = np.array([[k, 0.0, self.pad - k * bx], [0.0, k, self.pad - k * by], [0.0, 0.0, 1.0]])
+        zoom, mid = 1.0 / self.coverage, self.resolution / 2.0
+        shift = mid * (1.0 - zoom) + self.pad
+        around = np.array([[zoom, 0.0, shift], [0.0, zoom, shift], [0.0, 0.0, 1.0]])
+        to_load = around @ np.vstack([crop, [0.0, 0.0, 1.0]])
+        k = math.sqrt(abs(float(np.linalg.det(to_load[:2, :2]))))
 
         path = self.fs.image_path(rec)
         bgr = cv2.imread(str(path), _read_flag(k))
@@ -306,8 +308,7 @@ class FaceData:
             bgr, rest, (size, size), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT101
         )
         self.images[j] = cv2.cvtColor(loaded, cv2.COLOR_BGR2RGB)
-        pts = transform_points(rec.landmarks_array, rec.matrix_array)
-        self.landmarks[j] = transform_points(pts, to_load[:2])
+        self.landmarks[j] = transform_points(in_stored, to_load[:2])
 
     def _load(self, progress: ProgressFn | None) -> None:
         n = len(self.records)

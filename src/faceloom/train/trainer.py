@@ -136,7 +136,7 @@ class Trainer:
             averaged = None if raw is None else saved_weights
             self.holdout = {s: HoldOut.from_json(existing.meta["holdout"][s]) for s in SIDES}
         else:
-            self.model = create_model(config.model)
+            self.model = create_model(config.model, crop=config.crop)
             if config.init_from:
                 init_meta = self._init_from(Path(config.init_from))
             self.holdout = {s: split_holdout(self.fs[s], share=config.holdout_share) for s in SIDES}

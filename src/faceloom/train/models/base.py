@@ -9,8 +9,7 @@ import torch
 from torch import nn
 
 from faceloom.checks import check_shape
-from faceloom.config.choices import Side
-from faceloom.faces.align import CropType
+from faceloom.config.choices import CropType, Side
 
 __all__ = ["FaceSwapModel", "Side", "TrainDefaults"]
 
@@ -54,7 +53,8 @@ class FaceSwapModel(nn.Module):
 
     name: ClassVar[str] = ""
     resolution: ClassVar[int] = 64
-    crop: ClassVar[CropType] = "face"
+    crop: CropType = "face"
+    """The crop type it is trained on; an instance may take another (``create_model(crop=...)``)."""
     has_mask: ClassVar[bool] = False
     train_defaults: ClassVar[TrainDefaults] = TrainDefaults()
 
@@ -64,6 +64,12 @@ class FaceSwapModel(nn.Module):
     def __init__(self, **arch: Any) -> None:
         super().__init__()
         self._arch: dict[str, Any] = dict(arch)
+
+    def use_crop(self, crop: CropType) -> None:
+        """Train and run this network on another crop type than its architecture's; it is saved
+        with the architecture's settings, so the model dir rebuilds it the same way."""
+        self.crop = crop
+        self._arch["crop"] = crop
 
     def arch_config(self) -> dict[str, Any]:
         """Keyword arguments that rebuild this network: ``create_model(name, **arch_config())``."""

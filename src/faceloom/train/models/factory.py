@@ -5,14 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from faceloom.config.choices import CropType
 from faceloom.train.modeldir import ModelDir
 from faceloom.train.models.base import FaceSwapModel
 from faceloom.train.models.registry import get_model_class
 
 
-def create_model(name: str, **kwargs: Any) -> FaceSwapModel:
-    """Build a registered architecture; kwargs override its defaults (see ``arch_config()``)."""
-    return get_model_class(name)(**kwargs)
+def create_model(name: str, crop: CropType | None = None, **kwargs: Any) -> FaceSwapModel:
+    """Build a registered architecture; kwargs override its defaults (see ``arch_config()``), and
+    ``crop`` the crop type it works on (None: the architecture's own)."""
+    model = get_model_class(name)(**kwargs)
+    if crop is not None and crop != model.crop:
+        model.use_crop(crop)
+    return model
 
 
 def model_from(mdir: ModelDir) -> FaceSwapModel:
