@@ -16,7 +16,7 @@ from faceloom.config import ConvertConfig
 @settings_options(offer(ConvertConfig))
 def convert(
     input: Annotated[Path, typer.Argument(help="A video, an image, or a folder of images.")],
-    model: Annotated[Path, typer.Option("--model", "-m", help="Trained MODEL_DIR.")],
+    model: Annotated[Path, typer.Option("--model", "-m", help="Trained MODEL_DIR, or a DeepFaceLab .dfm.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output video, image or folder.")],
     faceset: Annotated[
         Path | None, typer.Option(help="Use the faces of this faceset of the video instead of detecting.")

@@ -135,20 +135,35 @@ def model_info(
 
 def export(
     model_dir: Annotated[Path, typer.Argument(help="A model dir made by faceloom train.")],
-    onnx: Annotated[Path, typer.Option("--onnx", help="Output .onnx file.")],
+    onnx: Annotated[Path | None, typer.Option("--onnx", help="Output .onnx file.")] = None,
+    dfm: Annotated[
+        Path | None,
+        typer.Option("--dfm", help="Output .dfm for DeepFaceLive (train with --crop dfl_whole_face)."),
+    ] = None,
     to: Annotated[
         Side, typer.Option("--to", help="Which decoder: b renders B's face (default), a renders A's.")
     ] = "b",
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Export encoder + one decoder to ONNX (input: aligned face, B x 3 x R x R in [0, 1])."""
-    from faceloom.train.export import export_onnx
+    """Export encoder + one decoder to ONNX (input: aligned face, B x 3 x R x R in [0, 1]) or to
+    DeepFaceLab's .dfm."""
+    from faceloom.train.export import export_dfm, export_onnx
 
-    summary = export_onnx(model_dir, onnx, to)
+    if onnx is None and dfm is None:
+        raise InputError("say where to write: --onnx OUT.onnx or --dfm OUT.dfm", model_dir)
+    summaries = []
+    if onnx is not None:
+        summary = export_onnx(model_dir, onnx, to)
+        summaries.append(summary)
+        if not as_json:
+            echo(f"wrote {onnx} ({summary['resolution']} px, outputs {', '.join(summary['outputs'])})")
+    if dfm is not None:
+        summary = export_dfm(model_dir, dfm, to)
+        summaries.append(summary)
+        if not as_json:
+            echo(f"wrote {dfm} ({summary['resolution']} px DFL whole_face, {summary['masks']} masks)")
     if as_json:
-        echo_json(summary)
-    else:
-        echo(f"wrote {onnx} ({summary['resolution']} px, outputs {', '.join(summary['outputs'])})")
+        echo_json(summaries[0] if len(summaries) == 1 else summaries)
 
 
 @settings_options(offer(TrainConfig, only=["model", "iterations", "minutes", "batch_size", "device", "seed"]))

@@ -26,6 +26,12 @@ class ConvertConfig(Settings):
     SECTION: ClassVar[str] = "convert"
 
     to: Side = setting("b", "Render this person: b swaps A's faces for B's.")
+    morph: float = setting(
+        0.75,
+        "For a .dfm with a morph input (DFL's AMP): how far toward B's face, 0..1.",
+        low=0.0,
+        high=1.0,
+    )
     mask: MaskChoice = setting(
         "auto", "auto = learned if the model has one, else hull; segment keeps hands in front."
     )

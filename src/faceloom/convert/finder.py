@@ -10,7 +10,7 @@ import numpy as np
 from faceloom.config import ConvertConfig
 from faceloom.convert.frames import FaceJob, FrameJob
 from faceloom.convert.smoothing import TrackSmoother
-from faceloom.convert.swapper import Swapper
+from faceloom.convert.swapper import FaceSwapper
 from faceloom.faces.align import alignment_matrix, transform_points, warp_crop
 from faceloom.faces.detect import FaceDetector, create_detector, detect_with_rotation
 from faceloom.faces.faceset import Faceset
@@ -27,7 +27,7 @@ class FaceFinder:
 
     def __init__(
         self,
-        swapper: Swapper,
+        swapper: FaceSwapper,
         config: ConvertConfig,
         *,
         faceset: Faceset | None = None,

@@ -23,7 +23,7 @@ from faceloom.config import ConvertConfig
 from faceloom.convert.compose import Blender, output_credentials, output_filters, scaled_size
 from faceloom.convert.finder import FaceFinder
 from faceloom.convert.frames import ConvertResult, FrameJob
-from faceloom.convert.swapper import Swapper, predict_chunk
+from faceloom.convert.swapper import FaceSwapper, open_swapper, predict_chunk
 from faceloom.errors import InputError, OutputError
 from faceloom.faces.faceset import Faceset
 from faceloom.media.reader import Frame, ReadReport, iter_source, iter_video, probe_video
@@ -80,7 +80,7 @@ def convert(
         raise InputError("not found", src)
     sources = collect_sources([src])
     _check_output(out, overwrite)
-    swapper = Swapper(model_dir, config)
+    swapper = open_swapper(model_dir, config)
     if src.is_dir() or sources[0].kind == "image":
         if faceset is not None:
             raise InputError("--faceset is for video input", faceset)
@@ -112,7 +112,7 @@ def _chunks(
 def _convert_video(
     src: Path,
     out: Path,
-    swapper: Swapper,
+    swapper: FaceSwapper,
     config: ConvertConfig,
     faceset_path: Path | None,
     progress: ProgressFn | None,
@@ -132,7 +132,7 @@ def _convert_video(
     blenders: list[Blender] = []
 
     def make_blender() -> Callable[[list[FrameJob]], list[FrameJob]]:
-        blender = Blender(config, swapper.model.has_mask, out_size)
+        blender = Blender(config, swapper.has_mask, out_size)
         blenders.append(blender)
 
         def blend(chunk: list[FrameJob]) -> list[FrameJob]:
@@ -155,7 +155,7 @@ def _convert_video(
         start_time=config.start,
         end_time=config.end,
         frame_filters=output_filters(config),
-        label_extra={"model": swapper.mdir.meta.get("architecture", "?"), "to": config.to},
+        label_extra={"model": swapper.name, "to": config.to},
         credentials=output_credentials(config, swapper.facts()),
         codec_options={"preset": config.preset} if config.codec in ("libx264", "libx265") else None,
     )
@@ -222,7 +222,7 @@ def _convert_images(
     sources: list[MediaSource],
     src: Path,
     out: Path,
-    swapper: Swapper,
+    swapper: FaceSwapper,
     config: ConvertConfig,
     progress: ProgressFn | None,
     cancel: threading.Event | None,
@@ -236,7 +236,7 @@ def _convert_images(
     if not images:
         raise InputError("no images found", src)
     finder = FaceFinder(swapper, config, track_faces=False)
-    blender = Blender(config, swapper.model.has_mask, None)
+    blender = Blender(config, swapper.has_mask, None)
     filters = output_filters(config)
     credentials = output_credentials(config, swapper.facts())
     counts = {"swapped": 0, "with_swaps": 0}
@@ -299,11 +299,11 @@ def convert_preview(
     _check_output(out, overwrite)
     if n < 1:
         raise ValueError(f"--preview must be at least 1, got {n}")
-    swapper = Swapper(model_dir, config)
+    swapper = open_swapper(model_dir, config)
     info = probe_video(src)
     wanted = set(np.linspace(0, max(0, info.frames - 1), n).round().astype(int).tolist())
     finder = FaceFinder(swapper, config, track_faces=False)
-    blender = Blender(config, swapper.model.has_mask, None)
+    blender = Blender(config, swapper.has_mask, None)
     rows = []
     try:
         for frame in iter_video(src):

@@ -1,20 +1,55 @@
-"""The model side of conversion: a trained model dir, batches of aligned faces through one decoder."""
+"""The model side of conversion: batches of aligned faces through a trained model dir's decoder, or
+through a DeepFaceLab ``.dfm`` (:mod:`faceloom.convert.dfm_swapper`)."""
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from faceloom.config import ConvertConfig
-from faceloom.config.choices import Side
+from faceloom.config.choices import CropType, Side
 from faceloom.convert.frames import FrameJob
 from faceloom.errors import FormatError
 from faceloom.train.models.base import FaceSwapModel
 
 
-class Swapper:
+class FaceSwapper(ABC):
+    """What conversion needs of a model: the crop it takes, a label, and faces in, faces out."""
+
+    resolution: int
+    crop_type: CropType
+    has_mask: bool
+    name: str
+    """The architecture, for the visible label and the Content Credentials."""
+    to: Side
+    source: Side
+    embeddings: dict[str, np.ndarray | None]
+    """Mean identity embedding of each person, where known; None swaps every face found."""
+
+    @abstractmethod
+    def facts(self) -> dict[str, str | int | float]:
+        """What the outputs' Content Credentials say of the model: no faces, no paths."""
+
+    @abstractmethod
+    def predict(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Args: crops (N, R, R, 3) uint8 RGB. Returns faces (N, R, R, 3) uint8 and masks (N, R, R)
+        float32 (None without a learned mask)."""
+
+
+def open_swapper(model: str | Path, config: ConvertConfig) -> FaceSwapper:
+    """A model dir made by faceloom train, or a DeepFaceLab ``.dfm`` file."""
+    path = Path(model)
+    if path.suffix.lower() == ".dfm" or path.is_file():
+        from faceloom.convert.dfm_swapper import DfmSwapper
+
+        return DfmSwapper(path, config)
+    return Swapper(path, config)
+
+
+class Swapper(FaceSwapper):
     """The model side of conversion: loads MODEL_DIR, runs batches through one decoder."""
 
     def __init__(self, model_dir: str | Path, config: ConvertConfig) -> None:
@@ -28,6 +63,8 @@ class Swapper:
         self.source: Side = "a" if config.to == "b" else "b"
         self.resolution = self.model.resolution
         self.crop_type = self.model.crop
+        self.has_mask = self.model.has_mask
+        self.name = str(self.mdir.meta.get("architecture", "?"))
         self.dtype = resolve_precision(config.precision, self.device)
         if config.mask in ("learned", "both") and not self.model.has_mask:
             raise FormatError(
@@ -43,7 +80,6 @@ class Swapper:
         }
 
     def facts(self) -> dict[str, str | int | float]:
-        """What the outputs' Content Credentials say of the model: no faces, no paths."""
         meta = self.mdir.meta
         return {
             "architecture": str(meta.get("architecture", "?")),
@@ -55,7 +91,6 @@ class Swapper:
 
     @torch.no_grad()
     def predict(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """Args: crops (N, R, R, 3) uint8. Returns faces (N, R, R, 3) uint8 and masks (N, R, R) float32."""
         x = torch.from_numpy(crops).to(self.device).permute(0, 3, 1, 2).float().div_(255)
         if self.dtype is not None:
             with torch.autocast(device_type=torch.device(self.device).type, dtype=self.dtype):
@@ -67,7 +102,7 @@ class Swapper:
         return np.ascontiguousarray(faces), masks
 
 
-def predict_chunk(swapper: Swapper, chunk: list[FrameJob]) -> list[FrameJob]:
+def predict_chunk(swapper: FaceSwapper, chunk: list[FrameJob]) -> list[FrameJob]:
     faces = [f for job in chunk for f in job.faces]
     if faces:
         new, masks = swapper.predict(np.stack([f.crop for f in faces]))
