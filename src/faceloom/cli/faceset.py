@@ -1,4 +1,4 @@
-"""`faceloom faceset ...`: info, sort, remove, preview."""
+"""`faceloom faceset ...`: info, sort, remove, preview, import."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from faceloom.cli.output import echo, echo_json
-from faceloom.config import SortKey
+from faceloom.config import ExtractConfig, SortKey
+from faceloom.config.choices import IMAGE_FORMATS
 from faceloom.errors import InputError
 
 if TYPE_CHECKING:
@@ -232,3 +233,45 @@ def preview_cmd(
     )
     w, h = sheet_size(len(fs.records), columns=columns, max_faces=max_faces, tile=tile)
     echo(f"wrote {path} ({min(len(fs.records), max_faces)} of {len(fs.records)} faces, {w}x{h} px)")
+
+
+def import_cmd(
+    src: Annotated[
+        Path,
+        typer.Argument(help="DeepFaceLab's aligned folder or faceswap's faces folder.", show_default=False),
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="New faceset folder.")],
+    alignments: Annotated[
+        Path | None,
+        typer.Option(help="faceswap's alignments.fsa (default: beside the faces, if there)."),
+    ] = None,
+    size: Annotated[
+        int, typer.Option(help="Side of the stored head crop in pixels.", min=64, max=2048)
+    ] = ExtractConfig.size,
+    image_format: Annotated[str, typer.Option("--format", help="jpg or png.")] = ExtractConfig.image_format,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Import a faceset made by DeepFaceLab or faceswap: landmarks and frame numbers carry over, each
+    face is re-aligned to faceloom's head crop. Their metadata is read without running code."""
+    from faceloom.cli.progress import Bars
+    from faceloom.faces.faceset_import import import_faceset
+
+    if image_format not in IMAGE_FORMATS:
+        raise InputError(f"--format must be one of {', '.join(IMAGE_FORMATS)}, got {image_format!r}", out)
+    with Bars("face") as bars:
+        result = import_faceset(
+            src, out, size=size, image_format=image_format, alignments=alignments, progress=bars
+        )
+    summary = {
+        "faceset": str(result.faceset),
+        "from": result.layout,
+        "faces": result.faces,
+        "sources": result.sources,
+        "skipped": result.skipped,
+    }
+    if as_json:
+        echo_json(summary)
+        return
+    for line in result.skipped:
+        echo(f"skipped {line}")
+    echo(f"imported {result.faces} {result.layout} face(s) into {result.faceset}")

@@ -63,6 +63,7 @@ def build_app() -> typer.Typer:
     faceset_app.command("sort")(faceset.sort_cmd)
     faceset_app.command("remove")(faceset.remove_cmd)
     faceset_app.command("preview")(faceset.preview_cmd)
+    faceset_app.command("import")(faceset.import_cmd)
     app.add_typer(faceset_app, name="faceset")
 
     model_app = typer.Typer(help="Inspect trained models.", no_args_is_help=True)

@@ -26,6 +26,7 @@ CROP_TYPES: tuple[CropType, ...] = get_args(CropType)
 DeviceChoice = Literal["auto", "cpu", "cuda"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 ImageFormat = Literal["jpg", "png"]
+IMAGE_FORMATS: tuple[ImageFormat, ...] = get_args(ImageFormat)
 SortKey = Literal["yaw", "pitch", "blur", "similarity", "size"]
 MaskChoice = Literal["auto", "hull", "learned", "segment", "both"]
 BlendChoice = Literal["alpha", "seamless"]

@@ -11,9 +11,10 @@ from faceloom.train.models.base import FaceSwapModel
 from faceloom.train.models.registry import get_model_class
 
 
-def create_model(name: str, crop: CropType | None = None, **kwargs: Any) -> FaceSwapModel:
+def create_model(name: str, **kwargs: Any) -> FaceSwapModel:
     """Build a registered architecture; kwargs override its defaults (see ``arch_config()``), and
-    ``crop`` the crop type it works on (None: the architecture's own)."""
+    ``crop`` (a :data:`CropType`) the crop type it works on (None: the architecture's own)."""
+    crop: CropType | None = kwargs.pop("crop", None)
     model = get_model_class(name)(**kwargs)
     if crop is not None and crop != model.crop:
         model.use_crop(crop)
