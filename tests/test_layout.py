@@ -13,7 +13,18 @@ SRC = Path(__file__).resolve().parent.parent / "src"
 PACKAGE = "faceloom"
 
 LAYERS: list[tuple[str, ...]] = [
-    ("faceloom", "config", "errors", "progress", "checks", "fsutil", "metrics", "pipeline", "runtime"),
+    (
+        "faceloom",
+        "config",
+        "errors",
+        "progress",
+        "checks",
+        "fsutil",
+        "metrics",
+        "pipeline",
+        "runtime",
+        "safe_pickle",
+    ),
     ("media",),
     ("provenance",),
     ("faces",),

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from faceloom.config import ConvertConfig
-from faceloom.convert.swapper import FaceSwapper
+from faceloom.convert.face_swapper import FaceSwapper
 from faceloom.errors import FormatError, InputError
 from faceloom.train.dfm import DFM_CROP
 

@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 
 from faceloom.config import ConvertConfig
+from faceloom.convert.face_swapper import FaceSwapper
 from faceloom.convert.frames import FaceJob, FrameJob
 from faceloom.convert.smoothing import TrackSmoother
-from faceloom.convert.swapper import FaceSwapper
 from faceloom.faces.align import alignment_matrix, transform_points, warp_crop
 from faceloom.faces.detect import FaceDetector, create_detector, detect_with_rotation
 from faceloom.faces.faceset import Faceset

@@ -21,9 +21,10 @@ import numpy as np
 
 from faceloom.config import ConvertConfig
 from faceloom.convert.compose import Blender, output_credentials, output_filters, scaled_size
+from faceloom.convert.face_swapper import FaceSwapper, predict_chunk
 from faceloom.convert.finder import FaceFinder
 from faceloom.convert.frames import ConvertResult, FrameJob
-from faceloom.convert.swapper import FaceSwapper, open_swapper, predict_chunk
+from faceloom.convert.swapper import open_swapper
 from faceloom.errors import InputError, OutputError
 from faceloom.faces.faceset import Faceset
 from faceloom.media.reader import Frame, ReadReport, iter_source, iter_video, probe_video

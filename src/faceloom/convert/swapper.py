@@ -3,40 +3,16 @@ through a DeepFaceLab ``.dfm`` (:mod:`faceloom.convert.dfm_swapper`)."""
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from faceloom.config import ConvertConfig
-from faceloom.config.choices import CropType, Side
-from faceloom.convert.frames import FrameJob
+from faceloom.config.choices import Side
+from faceloom.convert.face_swapper import FaceSwapper
 from faceloom.errors import FormatError
 from faceloom.train.models.base import FaceSwapModel
-
-
-class FaceSwapper(ABC):
-    """What conversion needs of a model: the crop it takes, a label, and faces in, faces out."""
-
-    resolution: int
-    crop_type: CropType
-    has_mask: bool
-    name: str
-    """The architecture, for the visible label and the Content Credentials."""
-    to: Side
-    source: Side
-    embeddings: dict[str, np.ndarray | None]
-    """Mean identity embedding of each person, where known; None swaps every face found."""
-
-    @abstractmethod
-    def facts(self) -> dict[str, str | int | float]:
-        """What the outputs' Content Credentials say of the model: no faces, no paths."""
-
-    @abstractmethod
-    def predict(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """Args: crops (N, R, R, 3) uint8 RGB. Returns faces (N, R, R, 3) uint8 and masks (N, R, R)
-        float32 (None without a learned mask)."""
 
 
 def open_swapper(model: str | Path, config: ConvertConfig) -> FaceSwapper:
@@ -100,13 +76,3 @@ class Swapper(FaceSwapper):
         faces = (rgb.float().clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
         masks = mask.float().clamp(0, 1)[:, 0].cpu().numpy() if mask is not None else None
         return np.ascontiguousarray(faces), masks
-
-
-def predict_chunk(swapper: FaceSwapper, chunk: list[FrameJob]) -> list[FrameJob]:
-    faces = [f for job in chunk for f in job.faces]
-    if faces:
-        new, masks = swapper.predict(np.stack([f.crop for f in faces]))
-        for k, f in enumerate(faces):
-            f.new = new[k]
-            f.mask = masks[k] if masks is not None else None
-    return chunk
