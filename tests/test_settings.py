@@ -64,6 +64,7 @@ def test_every_setting_declares_help_and_its_choices_come_from_its_type() -> Non
             cls(**{info.name: info.default})  # the declared default passes the declared checks
     assert {i.name for i in settings_of(TrainConfig) if i.meta.shapes_model} == {
         "model",
+        "crop",
         "seed",
         "holdout_share",
         "init_from",
