@@ -23,6 +23,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from benchmarks.common import add_data_argument  # noqa: E402
 from faceloom.runtime import pin_threads, quiet_native_logs  # noqa: E402
 
 quiet_native_logs()
@@ -92,11 +93,7 @@ def peak_rss_mb(clip: Path, model: Path, out: Path) -> tuple[int, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument(
-        "--data",
-        type=Path,
-        default=Path(os.environ.get("FACELOOM_TEST_DATA", REPO.parent / "shared" / "data")),
-    )
+    add_data_argument(parser)
     parser.add_argument("--models", default="lite,original,loom")
     parser.add_argument("--hd-model", default="loom")
     args = parser.parse_args()

@@ -27,6 +27,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from benchmarks.common import add_data_argument  # noqa: E402
 from faceloom.runtime import pin_threads, quiet_native_logs  # noqa: E402
 
 quiet_native_logs()
@@ -70,11 +71,7 @@ def dfm_ssim(dfm: Path, fs: Faceset, records: list[Any], to: Side) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument(
-        "--data",
-        type=Path,
-        default=Path(os.environ.get("FACELOOM_TEST_DATA", REPO.parent / "shared" / "data")),
-    )
+    add_data_argument(parser)
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--slice", type=float, default=10.0)
     args = parser.parse_args()

@@ -19,6 +19,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from benchmarks.common import add_data_argument  # noqa: E402
 from faceloom.runtime import pin_threads, quiet_native_logs  # noqa: E402
 
 quiet_native_logs()
@@ -59,11 +60,7 @@ def best_of(inputs: list[Path], config: ExtractConfig, repeat: int) -> dict[str,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument(
-        "--data",
-        type=Path,
-        default=Path(os.environ.get("FACELOOM_TEST_DATA", REPO.parent / "shared" / "data")),
-    )
+    add_data_argument(parser)
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--detector", default="mediapipe")
     args = parser.parse_args()

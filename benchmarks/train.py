@@ -32,6 +32,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from benchmarks.common import add_data_argument  # noqa: E402
 from faceloom.runtime import pin_threads, quiet_native_logs  # noqa: E402
 
 quiet_native_logs()
@@ -139,11 +140,7 @@ def time_to_reach(curve: list[tuple[float, float]], level: float) -> float | Non
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument(
-        "--data",
-        type=Path,
-        default=Path(os.environ.get("FACELOOM_TEST_DATA", REPO.parent / "shared" / "data")),
-    )
+    add_data_argument(parser)
     parser.add_argument("--minutes", default="5,10,20")
     parser.add_argument("--every", type=float, default=30.0, help="seconds of training between scores")
     parser.add_argument(

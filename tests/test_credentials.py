@@ -24,7 +24,7 @@ import pytest
 
 from faceloom.errors import InputError
 from faceloom.media.credentials import DIGITAL_SOURCE_TYPE, Credentials, read_credentials
-from faceloom.media.signing import config_dir, local_identity
+from faceloom.media.signing import UNUSED_KEY_USAGES, config_dir, local_identity
 from faceloom.media.writer import VideoWriter, read_label, write_image
 from faceloom.provenance import NULL_CEILING, THRESHOLD, detect_watermark, verify, watermark_filter
 from tests.media_helpers import read_frames, write_video
@@ -145,17 +145,6 @@ def _organisation_chain(folder: Path) -> tuple[Path, Path]:
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
     now = datetime.datetime.now(datetime.UTC)
-    usage = dict.fromkeys(
-        (
-            "content_commitment",
-            "key_encipherment",
-            "data_encipherment",
-            "key_agreement",
-            "encipher_only",
-            "decipher_only",
-        ),
-        False,
-    )
 
     def cert(
         subject: str, issuer: x509.Certificate | None, key: Any, signer: Any, ca: bool
@@ -176,7 +165,8 @@ def _organisation_chain(folder: Path) -> tuple[Path, Path]:
             .not_valid_after(now + datetime.timedelta(days=30))
             .add_extension(x509.BasicConstraints(ca=ca, path_length=0 if ca else None), critical=True)
             .add_extension(
-                x509.KeyUsage(digital_signature=not ca, key_cert_sign=ca, crl_sign=ca, **usage), critical=True
+                x509.KeyUsage(digital_signature=not ca, key_cert_sign=ca, crl_sign=ca, **UNUSED_KEY_USAGES),
+                critical=True,
             )
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         )

@@ -132,13 +132,19 @@ def make_faceswap_faces(
 
 
 def _check_imported(
-    out: Path, faces: list[tuple[np.ndarray, np.ndarray, int]], g1: Faceset, min_psnr: float
+    src: Path, layout: str, faces: list[tuple[np.ndarray, np.ndarray, int]], g1: Faceset, min_psnr: float
 ) -> None:
-    """Every face is there with its frame, its landmarks, and a head crop where faceloom's own
-    extraction of that frame puts it: the crop's matrix is the one faceloom's alignment gives
+    """`faceloom faceset import` of ``src`` says it read ``layout`` and skipped nothing; every face
+    is there with its frame, its landmarks, and a head crop where faceloom's own extraction of
+    that frame puts it: the crop's matrix is the one faceloom's alignment gives
     those landmarks, and its pixels are the frame's under that matrix (masked PSNR, face hull)."""
     from faceloom.train.data import FaceData
 
+    out = src.parent / "imported"
+    proc = cli("faceset", "import", src, "--out", out, "--size", "256", "--json")
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["from"] == layout and summary["faces"] == len(faces) and summary["skipped"] == []
     fs = Faceset.load(out)
     assert fs.crop == "head" and len(fs.records) == len(faces)
     own = {r.frame: r for r in g1.records}
@@ -166,26 +172,16 @@ def _check_imported(
 
 def test_import_a_deepfacelab_aligned_folder(g1: Faceset, g1_frames: list, tmp_path: Path) -> None:
     aligned = make_dfl_aligned(tmp_path, g1_frames)
-    out = tmp_path / "imported"
-    proc = cli("faceset", "import", aligned, "--out", out, "--size", "256", "--json")
-    assert proc.returncode == 0, proc.stderr
-    summary = json.loads(proc.stdout)
-    assert summary["from"] == "dfl" and summary["faces"] == N_FACES and summary["skipped"] == []
     # DFL keeps the frame -> image matrix: only resampling and JPEG differ (about 40 dB here).
-    _check_imported(out, g1_frames, g1, min_psnr=37.0)
+    _check_imported(aligned, "dfl", g1_frames, g1, min_psnr=37.0)
 
 
 @pytest.mark.parametrize("header", [True, False], ids=["png_header", "alignments_fsa"])
 def test_import_a_faceswap_faces_folder(header: bool, g1: Faceset, g1_frames: list, tmp_path: Path) -> None:
     folder, _ = make_faceswap_faces(tmp_path, g1_frames, header)
-    out = tmp_path / "imported"
-    proc = cli("faceset", "import", folder, "--out", out, "--size", "256", "--json")
-    assert proc.returncode == 0, proc.stderr
-    summary = json.loads(proc.stdout)
-    assert summary["from"] == "faceswap" and summary["faces"] == N_FACES and summary["skipped"] == []
     # faceswap keeps frame landmarks only: the image is placed by fitting detected landmarks
     # (36-41 dB here; a fit off by a pixel or two drops below 30).
-    _check_imported(out, g1_frames, g1, min_psnr=33.0)
+    _check_imported(folder, "faceswap", g1_frames, g1, min_psnr=33.0)
 
 
 def test_foreign_files_that_cannot_be_read_say_one_line(g1_frames: list, tmp_path: Path) -> None:

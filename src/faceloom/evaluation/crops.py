@@ -36,7 +36,7 @@ def crop_landmarks(
 ) -> np.ndarray:
     """(68, 2) landmarks of a face in its ``crop``-type crop of ``resolution`` px."""
     in_stored = transform_points(record.landmarks_array, record.matrix_array)
-    matrix = record_crop_matrix(record, crop, resolution, stored)
+    matrix = stored_to_crop(stored, record.size, crop, resolution, in_stored)
     return np.asarray(transform_points(in_stored, matrix), dtype=np.float32)
 
 

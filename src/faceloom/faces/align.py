@@ -178,12 +178,11 @@ def derive_crop(
     Returns:
         (size, size, 3) crop of the wanted type.
     """
+    matrix = stored_to_crop(stored, stored_rgb.shape[0], wanted, size, landmarks)
     if not same_space(stored, wanted):
-        matrix = stored_to_crop(stored, stored_rgb.shape[0], wanted, size, landmarks)
         return warp_crop(stored_rgb, matrix, size)
     x0, y0, side = subcrop_box(stored, stored_rgb.shape[0], wanted)
     k = size / side
-    matrix = np.array([[k, 0.0, -x0 * k], [0.0, k, -y0 * k]])
     interp = cv2.INTER_AREA if k < 1 else cv2.INTER_CUBIC
     if interp == cv2.INTER_AREA:
         x1, y1, s = round(x0), round(y0), round(side)

@@ -242,6 +242,7 @@ def import_faceset(
     listing = _listing_fingerprint([f.path for f in faces])
     keys = {n: f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', n)}-{listing[:8]}" for n in {f.source for f in faces}}
     tracks: dict[tuple[str, int], int] = {}
+    taken: set[str] = set()
     rows: dict[str, list[FaceRecord]] = {k: [] for k in keys.values()}
     skipped: list[str] = []
     ext = ".png" if image_format == "png" else ".jpg"
@@ -264,8 +265,9 @@ def import_faceset(
             matrix = (np.vstack([to_crop, [0.0, 0.0, 1.0]]) @ np.vstack([to_image, [0.0, 0.0, 1.0]]))[:2]
             key = keys[face.source]
             face_id = f"{key}_{face.frame:06d}_{face.face_index}"
-            while any(r.id == face_id for r in rows[key]):
+            while face_id in taken:
                 face_id += "b"
+            taken.add(face_id)
             rel = f"{IMAGE_DIR}/{face_id}{ext}"
             write_image(fs.root / rel, crop, synthetic=False)
             in_crop = transform_points(face.landmarks, matrix)

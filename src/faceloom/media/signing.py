@@ -75,6 +75,20 @@ def local_identity() -> SigningIdentity:
     return SigningIdentity(folder / CHAIN_FILE, folder / KEY_FILE, local=True)
 
 
+UNUSED_KEY_USAGES: dict[str, bool] = dict.fromkeys(
+    (
+        "content_commitment",
+        "key_encipherment",
+        "data_encipherment",
+        "key_agreement",
+        "encipher_only",
+        "decipher_only",
+    ),
+    False,
+)
+"""The X.509 key usages no certificate of a signing chain needs, all off."""
+
+
 def _make_local_chain(folder: Path) -> None:
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
@@ -91,17 +105,6 @@ def _make_local_chain(folder: Path) -> None:
 
     now = datetime.datetime.now(datetime.UTC)
     start, end = now - datetime.timedelta(days=1), now + datetime.timedelta(days=VALID_DAYS)
-    no_usage = dict.fromkeys(
-        (
-            "content_commitment",
-            "key_encipherment",
-            "data_encipherment",
-            "key_agreement",
-            "encipher_only",
-            "decipher_only",
-        ),
-        False,
-    )
     root_key = ec.generate_private_key(ec.SECP256R1())
     root = (
         x509.CertificateBuilder()
@@ -113,7 +116,7 @@ def _make_local_chain(folder: Path) -> None:
         .not_valid_after(end)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
-            x509.KeyUsage(digital_signature=False, key_cert_sign=True, crl_sign=True, **no_usage),
+            x509.KeyUsage(digital_signature=False, key_cert_sign=True, crl_sign=True, **UNUSED_KEY_USAGES),
             critical=True,
         )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(root_key.public_key()), critical=False)
@@ -130,7 +133,7 @@ def _make_local_chain(folder: Path) -> None:
         .not_valid_after(end)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
-            x509.KeyUsage(digital_signature=True, key_cert_sign=False, crl_sign=False, **no_usage),
+            x509.KeyUsage(digital_signature=True, key_cert_sign=False, crl_sign=False, **UNUSED_KEY_USAGES),
             critical=True,
         )
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False)
