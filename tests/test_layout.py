@@ -31,7 +31,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("extract",),
     ("train",),
     ("analysis", "evaluation", "convert"),
-    ("workspace",),
+    ("live", "workspace"),
     ("ui",),
     ("cli",),
     ("__main__",),

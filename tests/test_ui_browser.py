@@ -50,8 +50,7 @@ def _browser_paths() -> tuple[str, str]:
     return chromium, driver
 
 
-@pytest.fixture
-def driver() -> Iterator[Any]:
+def _chromium(extra: tuple[str, ...] = ()) -> Any:
     chromium, chromedriver = _browser_paths()
     from selenium import webdriver
     from selenium.webdriver.chrome.options import Options
@@ -69,10 +68,17 @@ def driver() -> Iterator[Any]:
         "--no-first-run",
         "--disable-extensions",
         "--disable-background-networking",
+        *extra,
     ):
         options.add_argument(arg)
     d = webdriver.Chrome(service=Service(chromedriver), options=options)
     d.set_page_load_timeout(60)
+    return d
+
+
+@pytest.fixture
+def driver() -> Iterator[Any]:
+    d = _chromium()
     try:
         yield d
     finally:
@@ -271,3 +277,126 @@ def test_whole_workflow_in_chromium(driver: Any, ui: UIServer, data: Path) -> No
     shot(d, "10-workspaces-after")
     console = [e for e in d.get_log("browser") if e.get("level") == "SEVERE"]
     assert console == [], console
+
+
+def _y4m(frames: list[Any], path: Path, fps: int = 25) -> Path:
+    """A raw YUV4MPEG2 clip: what Chromium's fake camera plays (in a loop)."""
+    import av
+
+    with av.open(str(path), "w", format="yuv4mpegpipe") as out:
+        stream = out.add_stream("rawvideo", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
+        for f in frames:
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24").reformat(format="yuv420p")))
+        out.mux(stream.encode(None))
+    return path
+
+
+def _best_match(shown: Any, frames: list[Any], far: Any) -> tuple[int, float]:
+    """The source frame whose pixels away from the face are closest to ``shown``, and its PSNR there."""
+    from faceloom.metrics import psnr
+
+    scores = [psnr(f, shown, mask=far) for f in frames]
+    k = max(range(len(frames)), key=lambda i: scores[i])
+    return k, scores[k]
+
+
+def test_live_screen_swaps_the_camera(
+    ui: UIServer, grid: dict[str, Path], trained_lite: Path, tmp_path: Path
+) -> None:
+    """A fake camera plays GRID g3 (person A of the session's model) into the Live screen: swapped
+    frames come back over the WebSocket, the face changed, the background did not."""
+    import base64
+
+    import cv2
+    import numpy as np
+    from selenium.webdriver.common.by import By
+
+    from faceloom.faces.detect import create_detector
+    from faceloom.workspace.workspace import Workspace
+    from tests.media_helpers import read_frames
+
+    frames = read_frames(grid["g3b"])
+    camera = _y4m(frames, tmp_path / "camera.y4m")
+    root = Path(ui.app.config.workspaces) / "live"
+    ws = Workspace.create(root, [str(grid["g3"])], [str(grid["g3b"])], None, model="lite")
+    shutil.copytree(trained_lite, ws.model_dir)
+    d = _chromium(
+        (
+            "--use-fake-device-for-media-stream",
+            "--use-fake-ui-for-media-stream",
+            f"--use-file-for-fake-video-capture={camera}",
+        )
+    )
+    try:
+
+        def css(sel: str) -> Any:
+            return d.find_element(By.CSS_SELECTOR, sel)
+
+        d.get(f"{ui.url}#/ws/live/live")
+        wait_for(
+            "the Live screen", lambda: css("#tab-live").is_displayed() and css("#ws-name").text == "live"
+        )
+        wait_for("the workspace state", lambda: d.execute_script("return ui.wsData !== null"))
+        css("#live-start").click()
+        wait_for("the consent dialog", lambda: css("#consent-modal").is_displayed())
+        css("#consent-check").click()
+        css("#consent-ok").click()
+        wait_for(
+            "30 swapped frames", lambda: int(css("#live-out").get_attribute("data-frames")) >= 30, timeout=120
+        )
+        wait_for(
+            "the figures", lambda: float(css("#live-stats").get_attribute("data-fps") or 0) > 0, timeout=30
+        )
+        assert "frames/s" in css("#live-stats").text and css("#live-error").text == ""
+        shot(d, "11-live")
+        png = d.execute_script(
+            "const img = document.querySelector('#live-out'); const c = document.createElement('canvas');"
+            "c.width = img.naturalWidth; c.height = img.naturalHeight;"
+            "c.getContext('2d').drawImage(img, 0, 0);"
+            "return c.toDataURL('image/png');"
+        )
+        shown = cv2.imdecode(
+            np.frombuffer(base64.b64decode(png.split(",", 1)[1]), np.uint8), cv2.IMREAD_COLOR
+        )
+        shown = np.ascontiguousarray(shown[:, :, ::-1])
+        assert shown.shape == frames[0].shape, shown.shape
+        detector = create_detector("mediapipe")
+        try:
+            x0, y0, x1, y1 = (int(v) for v in detector.detect(frames[0])[0].bbox)
+        finally:
+            detector.close()
+        h, w = shown.shape[:2]
+        m = (x1 - x0) // 2 + 12
+        far = np.ones((h, w), np.float32)
+        far[max(0, y0 - m) : y1 + m, max(0, x0 - m) : x1 + m] = 0
+        far[h - 40 :, : w // 2] = 0  # the visible label
+        k, background_psnr = _best_match(shown, frames, far)
+        assert background_psnr > 28.0, background_psnr  # two JPEGs and the watermark
+        inner = (
+            slice(y0 + (y1 - y0) // 4, y1 - (y1 - y0) // 8),
+            slice(x0 + (x1 - x0) // 5, x1 - (x1 - x0) // 5),
+        )
+        face_change = float(
+            np.abs(shown[inner].astype(np.float32) - frames[k][inner].astype(np.float32)).mean()
+        )
+        assert face_change > 4.0, f"the face was not replaced ({face_change:.1f} grey levels)"
+        cv2.imwrite(str(ARTIFACTS / "11-live-frame.png"), np.hstack([frames[k], shown])[:, :, ::-1])
+        # a setting changed while running is taken, and the frames keep coming
+        before = int(css("#live-out").get_attribute("data-frames"))
+        d.execute_script(
+            "const s = document.querySelector('#live-color');"
+            "s.value = 'none'; s.dispatchEvent(new Event('change'));"
+        )
+        wait_for(
+            "more frames",
+            lambda: int(css("#live-out").get_attribute("data-frames")) > before + 10,
+            timeout=30,
+        )
+        assert css("#live-error").text == ""
+        css("#live-stop").click()
+        wait_for("the stop", lambda: css("#live-start").is_displayed())
+        console = [e for e in d.get_log("browser") if e.get("level") == "SEVERE"]
+        assert console == [], console
+    finally:
+        d.quit()

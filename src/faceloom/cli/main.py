@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from faceloom import __version__
-from faceloom.cli import analyze, convert, extract, faceset, run, train, ui, verify
+from faceloom.cli import analyze, convert, extract, faceset, live, run, train, ui, verify
 from faceloom.cli.output import state
 from faceloom.errors import FaceloomError
 
@@ -52,6 +52,7 @@ def build_app() -> typer.Typer:
     app.command()(train.pretrain)
     app.command()(train.export)
     app.command()(convert.convert)
+    app.command()(live.live)
     app.command("eval")(analyze.eval_model)
     app.command(cls=run.ManyValuesCommand)(run.run)
     app.command(cls=run.ManyValuesCommand)(run.demo)

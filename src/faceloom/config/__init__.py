@@ -20,6 +20,7 @@ from faceloom.config.choices import (
 from faceloom.config.convert import ConvertConfig
 from faceloom.config.evaluate import EvalConfig
 from faceloom.config.extract import ExtractConfig
+from faceloom.config.live import LiveConfig
 from faceloom.config.meta import (
     SettingError,
     SettingInfo,
@@ -46,6 +47,7 @@ __all__ = [
     "ExtractConfig",
     "ImageFormat",
     "LabelChoice",
+    "LiveConfig",
     "MaskChoice",
     "ModelName",
     "Precision",

@@ -32,3 +32,5 @@ MaskChoice = Literal["auto", "hull", "learned", "segment", "both"]
 BlendChoice = Literal["alpha", "seamless"]
 ColorChoice = Literal["none", "rct", "lct", "hist"]
 LabelChoice = Literal["none", "visible"]
+PredictBackend = Literal["auto", "torch", "onnx"]
+PREDICT_BACKENDS: tuple[PredictBackend, ...] = get_args(PredictBackend)

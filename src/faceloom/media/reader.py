@@ -48,7 +48,7 @@ class ReadReport:
     warnings: list[str] = field(default_factory=list)
 
 
-def _upright(rgb: np.ndarray, rotation: int) -> np.ndarray:
+def upright(rgb: np.ndarray, rotation: int) -> np.ndarray:
     # FFmpeg's display rotation is counter-clockwise degrees; np.rot90 turns counter-clockwise too.
     k = round(rotation / 90) % 4
     if k:
@@ -124,7 +124,7 @@ def iter_video(path: Path, every_n: int = 1, report: ReadReport | None = None) -
             time = float(frame.time) if frame.time is not None else index / fps
             rgb = frame.to_ndarray(format="rgb24")
             report.frames_read += 1
-            yield Frame(index=index, time=time, rgb=_upright(rgb, round(frame.rotation or 0)))
+            yield Frame(index=index, time=time, rgb=upright(rgb, round(frame.rotation or 0)))
         if index < 0 and report.stopped_early is None:
             raise InputError("video holds no decodable frames", path)
         if index < 0:

@@ -117,6 +117,17 @@ def export_onnx(model_dir: str | Path, out: str | Path, to: Side = "b") -> dict[
 
     model, mdir = load_model(model_dir, "cpu")
     res = model.resolution
+    outputs = ["rgb", "mask"] if model.has_mask else ["rgb"]
+    graph = onnx_graph(model, to)
+    proto = onnx.load_from_string(graph)
+    _finish(proto, mdir, to, res, out)
+    return {"onnx": str(out), "to": to, "resolution": res, "outputs": outputs, "opset": OPSET}
+
+
+def onnx_graph(model: FaceSwapModel, to: Side) -> bytes:
+    """The ONNX graph (opset :data:`OPSET`) of ``model``'s encoder and ``to``'s decoder: ``face``
+    (B, 3, R, R) in [0, 1] -> ``rgb`` (B, 3, R, R) [and ``mask`` (B, 1, R, R)], batch dynamic."""
+    res = model.resolution
     wrapper = _OneWay(model, to).eval()
     outputs = ["rgb", "mask"] if model.has_mask else ["rgb"]
     dummy = torch.rand(1, 3, res, res)
@@ -133,9 +144,7 @@ def export_onnx(model_dir: str | Path, out: str | Path, to: Side = "b") -> dict[
             dynamic_axes={"face": {0: "batch"}, **{o: {0: "batch"} for o in outputs}},
             opset_version=OPSET,
         )
-    proto = onnx.load_from_string(buf.getvalue())
-    _finish(proto, mdir, to, res, out)
-    return {"onnx": str(out), "to": to, "resolution": res, "outputs": outputs, "opset": OPSET}
+    return buf.getvalue()
 
 
 def _finish(proto: Any, mdir: ModelDir, to: Side, res: int, out: str | Path) -> None:

@@ -17,7 +17,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from faceloom import __version__
 from faceloom.config.choices import MODEL_NAMES
@@ -27,6 +27,7 @@ from faceloom.ui import security
 from faceloom.ui.config import UIConfig
 from faceloom.ui.http import HTTPError, Req, endpoint, error_response, file_response, json_response
 from faceloom.ui.jobs import Job, JobError, JobManager, JobState, log_tail
+from faceloom.ui.live_socket import LiveRoutes
 from faceloom.ui.registry import DRAFT_FILE, Registry
 from faceloom.ui.security import Forbidden, Guard
 from faceloom.ui.settings_schema import settings_schema
@@ -42,7 +43,7 @@ from faceloom.workspace.workspace import Workspace
 STATIC_DIR = Path(__file__).with_name("static")
 
 
-class UIApp(WorkspaceRoutes):
+class UIApp(WorkspaceRoutes, LiveRoutes):
     """The UI's state (config, known workspaces, jobs) and its handlers; one per server."""
 
     def __init__(self, config: UIConfig, jobs: JobManager | None = None) -> None:
@@ -70,7 +71,7 @@ class UIApp(WorkspaceRoutes):
             return "done"
         return "stopped"
 
-    def routes(self) -> list[Route]:
+    def routes(self) -> list[BaseRoute]:
         get, post = ["GET", "HEAD"], ["POST"]
         return [
             Route("/", endpoint(self.page_index), methods=get),
@@ -85,6 +86,7 @@ class UIApp(WorkspaceRoutes):
             Route("/api/jobs/{job_id}/stop", endpoint(self.api_job_stop), methods=post),
             Route("/api/jobs/{job_id}/resume", endpoint(self.api_job_resume), methods=post),
             *self.workspace_routes(),
+            *self.live_routes(),
         ]
 
     # ---- pages ------------------------------------------------------------------------------------

@@ -59,6 +59,7 @@ class UIServer:
         config = uvicorn.Config(
             guarded(app),
             lifespan="off",
+            ws="wsproto",
             log_level="warning",
             access_log=False,
             server_header=False,

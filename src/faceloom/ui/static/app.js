@@ -31,6 +31,8 @@ const ui = {
   previewStamp: null,
   videoStamp: {},
   pendingRun: null,
+  pendingLive: false,
+  live: null,        // {socket, stream, timer, frames} while the Live screen runs
   logJob: null,
 };
 
@@ -85,6 +87,7 @@ function route() {
   if (m) {
     const name = decodeURIComponent(m[1]);
     if (ui.ws !== name) {
+      liveStop();
       ui.ws = name;
       ui.wsData = null;
       ui.lossKey = "";
@@ -100,6 +103,7 @@ function route() {
     ui.pollTimer = setInterval(refreshWorkspace, 1000);
   } else {
     ui.ws = null;
+    liveStop();
     showView("home");
     refreshHome();
     ui.pollTimer = setInterval(refreshHome, 2000);
@@ -118,6 +122,7 @@ function selectTab(tab) {
   for (const t of $$("#view-ws .tab")) t.hidden = t.id !== `tab-${tab}`;
   if (tab === "faces") loadFaces(true);
   if (tab === "settings") renderSettings(true);
+  if (tab !== "live") liveStop();
 }
 
 // ---- home -------------------------------------------------------------------------------------------
@@ -401,6 +406,90 @@ async function confirmConsent() {
   ui.pendingRun = null;
   await refreshWorkspace();
   if (stages) startRun(stages);
+  if (ui.pendingLive) { ui.pendingLive = false; liveStart(); }
+}
+
+// ---- live: the camera through the model over a WebSocket ---------------------------------------------
+function liveSettings() {
+  const out = {};
+  for (const input of $$("[data-live]")) out[input.dataset.live] = input.type === "number" ? Number(input.value) : input.value;
+  return out;
+}
+
+async function liveStart() {
+  $("#live-error").textContent = "";
+  if (ui.live) return;
+  if (ui.wsData && !ui.wsData.consent) {
+    ui.pendingLive = true;
+    showConsent(ui.info.consent_text);
+    return;
+  }
+  let stream;
+  try {
+    stream = await navigator.mediaDevices.getUserMedia({ video: true, audio: false });
+  } catch (err) {
+    $("#live-error").textContent = `no camera: ${err.message || err.name}`;
+    return;
+  }
+  const video = $("#live-camera");
+  video.srcObject = stream;
+  await video.play();
+  const proto = location.protocol === "https:" ? "wss" : "ws";
+  const socket = new WebSocket(`${proto}://${location.host}/api/ws/${encodeURIComponent(ui.ws)}/live`);
+  socket.binaryType = "blob";
+  const canvas = document.createElement("canvas");
+  const live = { socket, stream, timer: null, frames: 0, sending: false };
+  ui.live = live;
+  $("#live-start").hidden = true;
+  $("#live-stop").hidden = false;
+  $("#live-stats").textContent = "starting…";
+  const img = $("#live-out");
+  img.dataset.frames = "0";
+  socket.addEventListener("open", () => {
+    socket.send(JSON.stringify({ settings: liveSettings() }));
+    live.timer = setInterval(() => {
+      // One frame on its way at a time from the page; the server keeps only the newest anyway.
+      if (live.sending || socket.readyState !== WebSocket.OPEN || socket.bufferedAmount > 1 << 20) return;
+      if (!video.videoWidth) return;
+      canvas.width = video.videoWidth;
+      canvas.height = video.videoHeight;
+      canvas.getContext("2d").drawImage(video, 0, 0);
+      live.sending = true;
+      canvas.toBlob((blob) => { live.sending = false; if (blob && socket.readyState === WebSocket.OPEN) socket.send(blob); }, "image/jpeg", 0.9);
+    }, 1000 / 30);
+  });
+  socket.addEventListener("message", (ev) => {
+    if (typeof ev.data !== "string") {
+      const url = URL.createObjectURL(ev.data);
+      img.onload = () => URL.revokeObjectURL(url);
+      img.src = url;
+      img.hidden = false;
+      live.frames += 1;
+      img.dataset.frames = String(live.frames);
+      return;
+    }
+    const msg = JSON.parse(ev.data);
+    if (msg.error) {
+      $("#live-error").textContent = msg.error;
+      if (msg.consent_required) { liveStop(); ui.pendingLive = true; showConsent(ui.info.consent_text); }
+    } else if (msg.report) {
+      const r = msg.report;
+      $("#live-stats").textContent = `${r.fps.toFixed(1)} frames/s · latency p50 ${Math.round(r.latency_ms_p50)} ms, p95 ${Math.round(r.latency_ms_p95)} ms · dropped ${r.dropped}/${r.delivered}`;
+      $("#live-stats").dataset.fps = String(r.fps);
+    }
+  });
+  socket.addEventListener("close", () => { if (ui.live === live) liveStop(); });
+}
+
+function liveStop() {
+  const live = ui.live;
+  if (!live) return;
+  ui.live = null;
+  clearInterval(live.timer);
+  for (const track of live.stream.getTracks()) track.stop();
+  if (live.socket.readyState <= WebSocket.OPEN) live.socket.close();
+  $("#live-start").hidden = false;
+  $("#live-stop").hidden = true;
 }
 
 async function renderJob(job) {
@@ -715,6 +804,13 @@ async function init() {
   $("#consent-ok").addEventListener("click", confirmConsent);
   $("#consent-cancel").addEventListener("click", () => { $("#consent-modal").hidden = true; ui.pendingRun = null; });
   $("#settings-form").addEventListener("submit", saveSettings);
+  $("#live-start").addEventListener("click", liveStart);
+  $("#live-stop").addEventListener("click", liveStop);
+  for (const input of $$("[data-live]")) {
+    input.addEventListener("change", () => {
+      if (ui.live && ui.live.socket.readyState === WebSocket.OPEN) ui.live.socket.send(JSON.stringify({ settings: liveSettings() }));
+    });
+  }
   window.addEventListener("hashchange", route);
   route();
 }
