@@ -253,7 +253,8 @@ def test_whole_workflow_in_chromium(driver: Any, ui: UIServer, data: Path) -> No
     wait_for(
         "both videos to show a frame",
         lambda: d.execute_script(
-            "return [...document.querySelectorAll('video')].every(v => !v.seeking && v.readyState >= 2);"
+            "return [...document.querySelectorAll('#tab-result video')]"
+            ".every(v => !v.seeking && v.readyState >= 2);"
         ),
     )
     shot(d, "08-result")
