@@ -77,6 +77,10 @@ def eval_model(
     ] = None,
     video: Annotated[Path | None, typer.Option("--video", help="A converted (swapped) video.")] = None,
     source: Annotated[Path | None, typer.Option("--source", help="The video --video was made from.")] = None,
+    gallery: Annotated[
+        list[Path] | None,
+        typer.Option("--gallery", help="More people's facesets: identity retrieval counts against them too."),
+    ] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Also write the JSON to this file.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the JSON.")] = False,
     *,
@@ -90,7 +94,9 @@ def eval_model(
     pin_threads()
     config = given.config(EvalConfig)
     with Bars("frame") as bars:
-        result = evaluate(model, a, b, video=video, source=source, config=config, progress=bars)
+        result = evaluate(
+            model, a, b, video=video, source=source, config=config, progress=bars, gallery=gallery or []
+        )
     for w in result["warnings"]:
         warn(w)
     if out is not None:

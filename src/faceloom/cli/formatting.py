@@ -49,13 +49,20 @@ def eval_lines(result: dict[str, Any]) -> list[str]:
         h = result["holdout"][s]
         lines.append(
             f"  held-out {s.upper()}: {r['faces']} faces ({h['mode']}); reconstruction SSIM {r['ssim']}, "
-            f"PSNR {r['psnr']} dB (masked to the face)"
+            f"PSNR {r['psnr']} dB, detail {r.get('sharpness')} of the real face's (masked to the face)"
+        )
+    for d, r in result.get("sharpness", {}).items():
+        lines.append(
+            f"  sharpness {d.replace('_to_', '->').upper()}: swaps hold {r['ratio']} of the wanted person's "
+            f"real facial detail ({r['swap_detail']} vs {r['real_detail']}, at the model's resolution); "
+            f"2-pixel grid {r['grid_ratio']} of theirs"
         )
     for d, r in result["identity"].items():
         lines.append(
             f"  identity {d.replace('_to_', '->').upper()}: score {r['identity_score']} "
             f"(cos to wanted {r['cos_to_target']}, to source {r['cos_to_source']}; real faces score "
-            f"{r.get('reference_score')}), ID retrieval {r['id_retrieval']:.0%}"
+            f"{r.get('reference_score')}), ID retrieval {r['id_retrieval']:.0%} against the other"
+            + (f", {r['id_retrieval_all']:.0%} among {r['people']} people" if "people" in r else "")
         )
     for d, r in result["pose_expression"].items():
         if r.get("measured"):
@@ -70,7 +77,7 @@ def eval_lines(result: dict[str, Any]) -> list[str]:
     if v:
         lines.append(
             f"  flicker: {v['flicker_swapped']} vs source {v['flicker_source']} "
-            f"-> ratio {v['flicker_ratio']} "
-            f"({v['frames']} frames, {v['face_frames']} with a face)"
+            f"-> ratio {v['flicker_ratio']}; sharpness {v.get('sharpness_ratio')} of the replaced face's "
+            f"detail ({v['frames']} frames, {v['face_frames']} with a face)"
         )
     return lines

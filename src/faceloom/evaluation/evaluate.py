@@ -12,6 +12,10 @@ What is measured (each side's held-out faces as recorded in model.json, never tr
   swaps closer (cosine) to the wanted person. ``reference_score`` is, for scale, what the wanted
   person's own held-out faces score at the model's resolution (a swap may score a little higher:
   decoders render an average, very typical face).
+- ``sharpness``: facial detail (:mod:`faceloom.evaluation.sharpness`: band-passed luma in the face
+  hull, blind to 2-pixel grids) of A's swaps against B's real held-out faces and the other way
+  round, as a ratio (1.0: as detailed as the wanted person's real faces at the model's resolution);
+  ``reconstruction`` carries the same ratio per face, rebuild over the real face.
 - ``pose_expression``: landmarks of each swap and of its input face, both found by the same detector
   (mediapipe by default) on the crop upsampled to 256 px and padded; ``pose_error_deg`` the mean
   absolute yaw/pitch/roll difference (head pose from those landmarks), ``landmark_nme`` the mean
@@ -23,6 +27,7 @@ What is measured (each side's held-out faces as recorded in model.json, never tr
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +38,7 @@ import numpy as np
 from faceloom.config import EvalConfig
 from faceloom.config.choices import SIDES, DetectorName, Side
 from faceloom.errors import FormatError, InputError
+from faceloom.evaluation.sharpness import detail_energy, grid_energy, sharpness_ratio
 from faceloom.faces.faceset import FaceRecord, Faceset
 from faceloom.faces.identity import FaceEmbedder
 from faceloom.faces.landmarks import expression_measures
@@ -154,18 +160,60 @@ def reconstruction_scores(
         inputs, outputs: (N, R, R, 3) uint8; landmarks: (N, 68, 2) in those crops.
     """
     res = inputs.shape[1]
-    s, p = [], []
+    s, p, d = [], [], []
     for x, y, lm in zip(inputs, outputs, landmarks, strict=True):
         mask = hull_mask(lm, res)
         s.append(ssim(y, x, mask=mask))
         p.append(psnr(y, x, mask=mask))
-    return {"ssim": _r(float(np.mean(s))), "psnr": _r(float(np.mean(p)), 3)}
+        d.append(sharpness_ratio(y, x, mask))
+    return {
+        "ssim": _r(float(np.mean(s))),
+        "psnr": _r(float(np.mean(p)), 3),
+        "sharpness": _r(float(np.median(d)), 3),
+    }
+
+
+def sharpness_block(
+    swaps: np.ndarray, swap_landmarks: np.ndarray, real: np.ndarray, real_landmarks: np.ndarray
+) -> dict[str, Any]:
+    """Detail of swapped faces against the wanted person's real held-out faces, at the model's size.
+
+    Args:
+        swaps, real: (N, R, R, 3) and (M, R, R, 3) uint8; the landmarks (N or M, 68, 2) in them.
+    Returns:
+        ``swap_detail`` and ``real_detail`` (median :func:`detail_energy` in the landmark hull),
+        ``ratio`` (the first over the second: 1.0 is as much detail as the real faces), and the same
+        for :func:`grid_energy` (``swap_grid``, ``real_grid``, ``grid_ratio``: well over 1 is a
+        2-pixel grid the swaps carry and real faces do not).
+    """
+    res = swaps.shape[1]
+
+    def median(measure: Any, faces: np.ndarray, landmarks: np.ndarray) -> float:
+        per_face = [measure(x, hull_mask(lm, res)) for x, lm in zip(faces, landmarks, strict=True)]
+        return float(np.median(per_face))
+
+    made, ref = median(detail_energy, swaps, swap_landmarks), median(detail_energy, real, real_landmarks)
+    grid, ref_grid = median(grid_energy, swaps, swap_landmarks), median(grid_energy, real, real_landmarks)
+    return {
+        "swap_detail": _r(made, 3),
+        "real_detail": _r(ref, 3),
+        "ratio": _r(made / ref, 3) if ref > 0 else None,
+        "swap_grid": _r(grid, 3),
+        "real_grid": _r(ref_grid, 3),
+        "grid_ratio": _r(grid / ref_grid, 3) if ref_grid > 0 else None,
+    }
 
 
 def identity_block(
-    swaps: np.ndarray, real_target: np.ndarray | None, target_mean: np.ndarray, source_mean: np.ndarray
+    swaps: np.ndarray,
+    real_target: np.ndarray | None,
+    target_mean: np.ndarray,
+    source_mean: np.ndarray,
+    others: dict[str, np.ndarray] | None = None,
 ) -> dict[str, Any]:
-    """Identity numbers of swapped faces' embeddings (N, D) against two mean embeddings (D,)."""
+    """Identity numbers of swapped faces' embeddings (N, D) against two mean embeddings (D,);
+    ``id_retrieval_all`` counts a swap only when, of every person known (the two and ``others``,
+    name -> mean embedding), the wanted one is nearest (dlib's Euclidean distance)."""
     cos_t = cosine_similarity(swaps, target_mean)
     cos_s = cosine_similarity(swaps, source_mean)
     out: dict[str, Any] = {
@@ -178,6 +226,10 @@ def identity_block(
         "dist_to_source": _r(float(embedding_distance(swaps, source_mean).mean())),
         "id_retrieval_euclidean": _r(id_retrieval(swaps, target_mean, source_mean, metric="euclidean")),
     }
+    people = [target_mean, source_mean, *(others or {}).values()]
+    dists = np.stack([embedding_distance(swaps, m) for m in people], axis=1)
+    out["people"] = len(people)
+    out["id_retrieval_all"] = _r(float(np.mean(np.argmin(dists, axis=1) == 0)))
     if real_target is not None and len(real_target):
         ref = cosine_similarity(real_target, target_mean) - cosine_similarity(real_target, source_mean)
         out["reference_score"] = _r(float(ref.mean()))
@@ -223,6 +275,7 @@ def evaluate_model(
     fs_b: Faceset,
     config: EvalConfig | None = None,
     embedder: FaceEmbedder | None = None,
+    gallery: dict[str, np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """Score a model (any weights: trained, or fresh ones to compare) on the held-out faces of model.json.
 
@@ -230,12 +283,15 @@ def evaluate_model(
         model: a :class:`~faceloom.train.models.base.FaceSwapModel`.
         meta: its model.json (``ModelDir.meta``): the held-out split and mean embeddings are read here.
         fs_a, fs_b: the facesets of A and B it was trained on.
+        gallery: more people's mean embeddings (name -> (128,)) that identity retrieval counts
+            against besides A and B.
 
     Returns:
         ``seed``, ``device``, ``holdout`` (per side: mode, description, held_out, found, missing,
-        used, leak, faceset_changed), ``reconstruction`` (per side: faces, ssim, psnr,
-        ssim_common), ``identity`` and ``pose_expression`` (per direction ``a_to_b`` / ``b_to_a``;
-        see the module docstring) and ``warnings``.
+        used, leak, faceset_changed), ``reconstruction`` (per side: faces, ssim, psnr, sharpness
+        (median detail of the rebuild over the real face's), ssim_common), ``sharpness`` (per
+        direction: :func:`sharpness_block`), ``identity`` and ``pose_expression`` (per direction
+        ``a_to_b`` / ``b_to_a``; see the module docstring) and ``warnings``.
     """
     import torch
 
@@ -289,7 +345,11 @@ def evaluate_model(
         for src in SIDES:
             dst = other[src]
             embs = embed_known_faces(swaps[src], lms[src], embedder)
-            identity[f"{src}_to_{dst}"] = identity_block(embs, real[dst], means[dst], means[src])
+            identity[f"{src}_to_{dst}"] = identity_block(embs, real[dst], means[dst], means[src], gallery)
+    sharpness = {
+        f"{src}_to_{other[src]}": sharpness_block(swaps[src], lms[src], inputs[other[src]], lms[other[src]])
+        for src in SIDES
+    }
     pose: dict[str, Any] = {}
     if config.pose:
         landmarker = _Landmarker(config.detector)
@@ -304,9 +364,24 @@ def evaluate_model(
         "holdout": {s: held[s].info for s in SIDES},
         "reconstruction": recon,
         "identity": identity,
+        "sharpness": sharpness,
         "pose_expression": pose,
         "warnings": warnings,
     }
+
+
+def gallery_means(paths: Sequence[str | Path]) -> dict[str, np.ndarray]:
+    """Mean identity embedding of each faceset, by its folder name (InputError without embeddings)."""
+    from faceloom.faces.identity import faceset_mean_embedding
+
+    out: dict[str, np.ndarray] = {}
+    for p in paths:
+        fs = Faceset.load(p)
+        mean = faceset_mean_embedding(fs, [r.id for r in fs.records])
+        if mean is None:
+            raise InputError("faceset has no identity embeddings (extract it again)", p)
+        out[f"{Path(p).name} ({p})"] = np.asarray(mean, dtype=np.float32)
+    return out
 
 
 def evaluate(
@@ -318,9 +393,11 @@ def evaluate(
     source: str | Path | None = None,
     config: EvalConfig | None = None,
     progress: ProgressFn | None = None,
+    gallery: Sequence[str | Path] = (),
 ) -> dict[str, Any]:
     """Load a model dir and its facesets (from model.json unless given) and score it; with ``video``
-    and ``source`` also the flicker of a converted video against its source.
+    and ``source`` also the flicker and sharpness of a converted video against its source. Identity
+    retrieval counts against A, B and each ``gallery`` faceset's person.
 
     Returns :func:`evaluate_model`'s dict plus ``model`` (dir, architecture, step, resolution, crop),
     ``facesets`` (paths) and ``video`` (see :func:`~faceloom.evaluation.flicker.video_flicker`, or None).
@@ -341,7 +418,14 @@ def evaluate(
         if given is None and recorded is None:
             raise InputError(f"model.json does not name faceset {s.upper()}; pass --{s}", mdir.root)
         paths[s] = Path(given) if given is not None else Path(recorded)
-    result = evaluate_model(model, mdir.meta, Faceset.load(paths["a"]), Faceset.load(paths["b"]), config)
+    result = evaluate_model(
+        model,
+        mdir.meta,
+        Faceset.load(paths["a"]),
+        Faceset.load(paths["b"]),
+        config,
+        gallery=gallery_means(gallery),
+    )
     video_result = None
     if video is not None and source is not None:
         from faceloom.evaluation.flicker import video_flicker

@@ -1,4 +1,5 @@
-"""Flicker of a converted video against its source, measured in the source's face region."""
+"""Flicker and sharpness of a converted video against its source, measured in the source's face
+region."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from faceloom.errors import InputError
+from faceloom.evaluation.sharpness import detail_energy
 from faceloom.faces.masks import hull_mask
 from faceloom.metrics import flicker
 from faceloom.progress import ProgressFn, report
@@ -62,9 +64,15 @@ def video_flicker(
     (see :func:`faceloom.metrics.flicker`). Real motion moves both numbers; the ratio is what the
     swap adds (1 = as stable as the source).
 
+    Sharpness is measured on the same pixels at the frame's own resolution: the median over frames
+    with a face of :func:`~faceloom.evaluation.sharpness.detail_energy` of the swapped frame over the
+    source frame's (1 = as much facial detail as the face it replaced). A blurred face is steady, so
+    a low flicker ratio means little without it.
+
     Returns:
         ``swapped``, ``source``, ``frames`` (compared), ``face_frames`` (with a face in the source),
-        ``flicker_swapped``, ``flicker_source`` (0-255 scale), ``flicker_ratio`` and ``warnings``.
+        ``flicker_swapped``, ``flicker_source`` (0-255 scale), ``flicker_ratio``,
+        ``detail_swapped``, ``detail_source`` (medians), ``sharpness_ratio`` and ``warnings``.
     """
     from faceloom.media.reader import probe_video
 
@@ -100,6 +108,13 @@ def video_flicker(
 
     f_swap = flicker(_frames(swapped, n), masks())
     f_src = flicker(_frames(source, n), masks())
+    detail: list[tuple[float, float]] = []
+    for made, real, faces in zip(_frames(swapped, n), _frames(source, n), regions, strict=True):
+        if faces:
+            mask = region_mask(faces, h, w)
+            detail.append((detail_energy(made, mask), detail_energy(real, mask)))
+    d_swap, d_src = (float(np.median([d[k] for d in detail])) for k in (0, 1))
+    sharp = float(np.median([a / b for a, b in detail if b > 0])) if d_src > 0 else None
     if f_src == 0.0:
         ratio: float | None = 1.0 if f_swap == 0.0 else None
     else:
@@ -112,5 +127,8 @@ def video_flicker(
         "flicker_swapped": round(f_swap, 4),
         "flicker_source": round(f_src, 4),
         "flicker_ratio": None if ratio is None else round(ratio, 4),
+        "detail_swapped": round(d_swap, 3),
+        "detail_source": round(d_src, 3),
+        "sharpness_ratio": None if sharp is None else round(sharp, 4),
         "warnings": warnings,
     }

@@ -657,7 +657,7 @@ function renderAnalysis(data) {
     if (e) {
       ev.replaceChildren();
       if (e.model) ev.append(el("p", { text: `${e.model.architecture} model at step ${e.model.step}, scored on held-out faces (never trained on).` }));
-      const parts = { reconstruction: e.reconstruction, identity: e.identity, pose_expression: e.pose_expression, video: e.video };
+      const parts = { reconstruction: e.reconstruction, identity: e.identity, sharpness: e.sharpness, pose_expression: e.pose_expression, video: e.video };
       const rows = kvTable(parts).filter(([, v]) => typeof v !== "string" || !v.includes("/"));
       ev.append(renderKV(rows));
       for (const [name, p] of Object.entries(e.provenance || {})) {
