@@ -86,6 +86,70 @@ def _open(spec: SourceSpec, stall: float) -> av.container.InputContainer:
     return container
 
 
+def stalled(stall: float, source: str) -> InputError:
+    return InputError(f"no frame for {stall:g} s: the source stalled", source)
+
+
+class FrameMailbox:
+    """The one-place hand-over between a source and the swap. A frame put while the last one waits
+    replaces it (counted in ``dropped``); with ``drops=False`` the putter waits for the place instead.
+    """
+
+    def __init__(self, name: str, stall: float, *, drops: bool = True) -> None:
+        self.name, self.stall, self.drops = name, stall, drops
+        self.delivered = 0
+        self.dropped = 0
+        self._slot: CapturedFrame | None = None
+        self._ended = False
+        self._error: InputError | None = None
+        self._closed = threading.Event()
+        self._cond = threading.Condition()
+
+    def put(self, frame: CapturedFrame) -> None:
+        with self._cond:
+            while not self.drops and self._slot is not None and not self._closed.is_set():
+                self._cond.wait(0.1)
+            if self._slot is not None:
+                self.dropped += 1
+            self._slot = frame
+            self.delivered += 1
+            self._cond.notify_all()
+
+    def end(self, error: InputError | None = None) -> None:
+        """No more frames; ``error`` is raised to the taker once the last frame is taken."""
+        with self._cond:
+            self._ended = True
+            self._error = self._error or error
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        """Release a putter waiting for the place."""
+        self._closed.set()
+        with self._cond:
+            self._cond.notify_all()
+
+    def take(self, stop: threading.Event | None = None) -> CapturedFrame | None:
+        """The newest frame, waiting for one; None when the source has ended (or ``stop`` is set).
+
+        Raises:
+            InputError: the source broke off, or gave no frame for ``stall`` seconds.
+        """
+        deadline = time.monotonic() + self.stall
+        with self._cond:
+            while self._slot is None and not self._ended:
+                if stop is not None and stop.is_set():
+                    return None
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise stalled(self.stall, self.name)
+                self._cond.wait(min(left, 0.05))
+            frame, self._slot = self._slot, None
+            self._cond.notify_all()
+            if frame is None and self._error is not None:
+                raise self._error
+            return frame
+
+
 class Capture:
     """Read ``spec`` in a background thread; :meth:`next` returns the newest frame not yet taken.
 
@@ -112,7 +176,7 @@ class Capture:
         except (av.error.FFmpegError, OSError) as exc:
             self._container.close()
             if isinstance(exc, av.error.ExitError):
-                raise InputError(f"no frame for {stall:g} s: the source stalled", spec.target) from exc
+                raise stalled(stall, spec.target) from exc
             raise InputError(
                 f"no first frame could be read ({type(exc).__name__}: {exc})", spec.target
             ) from exc
@@ -122,14 +186,17 @@ class Capture:
         first_time = self._first.time if spec.kind == "file" else None
         self.start_time = float(first_time) if first_time is not None else 0.0
         """:attr:`CapturedFrame.time` of the first frame."""
-        self.delivered = 0
-        self.dropped = 0
-        self._slot: CapturedFrame | None = None
-        self._ended = False
-        self._error: InputError | None = None
+        self.mailbox = FrameMailbox(spec.target, stall, drops=self.drops)
         self._stop = threading.Event()
-        self._cond = threading.Condition()
         self._thread = threading.Thread(target=self._run, name="live-capture", daemon=True)
+
+    @property
+    def delivered(self) -> int:
+        return self.mailbox.delivered
+
+    @property
+    def dropped(self) -> int:
+        return self.mailbox.dropped
 
     def start(self) -> None:
         self._thread.start()
@@ -145,7 +212,7 @@ class Capture:
 
     def _run(self) -> None:
         start_wall: float | None = None
-        start_time = self.start_time
+        error: InputError | None = None
         try:
             for frame in self._frames():
                 if self._stop.is_set():
@@ -157,17 +224,16 @@ class Capture:
                 if self.spec.kind == "file":
                     t = ftime
                     if self.paced:
-                        due = start_wall + (ftime - start_time)
+                        due = start_wall + (ftime - self.start_time)
                         if due > now:
                             self._stop.wait(due - now)
                         now = max(now, due)
                 else:
                     t = now - start_wall
-                rgb = self._rgb(frame)
-                self._put(CapturedFrame(self.delivered, t, now, rgb))
+                self.mailbox.put(CapturedFrame(self.delivered, t, now, self._rgb(frame)))
         except (av.error.FFmpegError, OSError) as exc:
             if isinstance(exc, av.error.ExitError):  # PyAV's read timeout ran out
-                error = InputError(f"no frame for {self.stall:g} s: the source stalled", self.spec.target)
+                error = stalled(self.stall, self.spec.target)
             else:
                 what = (
                     "the camera stopped delivering frames"
@@ -175,22 +241,8 @@ class Capture:
                     else "the source broke off"
                 )
                 error = InputError(f"{what} ({type(exc).__name__}: {exc})", self.spec.target)
-            with self._cond:
-                self._error = error
         finally:
-            with self._cond:
-                self._ended = True
-                self._cond.notify_all()
-
-    def _put(self, frame: CapturedFrame) -> None:
-        with self._cond:
-            while not self.drops and self._slot is not None and not self._stop.is_set():
-                self._cond.wait(0.1)
-            if self._slot is not None:
-                self.dropped += 1
-            self._slot = frame
-            self.delivered += 1
-            self._cond.notify_all()
+            self.mailbox.end(error)
 
     def next(self, stop: threading.Event | None = None) -> CapturedFrame | None:
         """The newest frame, waiting for one; None when the source has ended (or ``stop`` is set).
@@ -198,26 +250,12 @@ class Capture:
         Raises:
             InputError: the source broke off, or gave no frame for ``stall`` seconds.
         """
-        deadline = time.monotonic() + self.stall
-        with self._cond:
-            while self._slot is None and not self._ended:
-                if stop is not None and stop.is_set():
-                    return None
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise InputError(f"no frame for {self.stall:g} s: the source stalled", self.spec.target)
-                self._cond.wait(min(left, 0.05))
-            frame, self._slot = self._slot, None
-            self._cond.notify_all()
-            if frame is None and self._error is not None:
-                raise self._error
-            return frame
+        return self.mailbox.take(stop)
 
     def close(self) -> None:
         """Stop reading and release the device (safe to call twice)."""
         self._stop.set()
-        with self._cond:
-            self._cond.notify_all()
+        self.mailbox.close()
         if self._thread.is_alive():
             self._thread.join(timeout=max(1.0, self.stall))
         if not self._thread.is_alive():
@@ -232,17 +270,21 @@ class PushSource:
     def __init__(
         self, first: np.ndarray, *, fps: float = 30.0, stall: float = 5.0, name: str = "browser"
     ) -> None:
-        self.fps, self.stall, self.name = fps, stall, name
+        self.fps, self.name = fps, name
         self.size = (first.shape[1], first.shape[0])
         self.start_time = 0.0
         self.first_rgb = first
-        self.delivered = 0
-        self.dropped = 0
-        self._slot: CapturedFrame | None = None
-        self._ended = False
+        self.mailbox = FrameMailbox(name, stall)
         self._t0: float | None = None
-        self._cond = threading.Condition()
         self.push(first)
+
+    @property
+    def delivered(self) -> int:
+        return self.mailbox.delivered
+
+    @property
+    def dropped(self) -> int:
+        return self.mailbox.dropped
 
     def start(self) -> None:
         pass
@@ -255,30 +297,13 @@ class PushSource:
         now = time.monotonic()
         if self._t0 is None:
             self._t0 = now
-        with self._cond:
-            if self._slot is not None:
-                self.dropped += 1
-            self._slot = CapturedFrame(self.delivered, now - self._t0, now, rgb)
-            self.delivered += 1
-            self._cond.notify_all()
+        self.mailbox.put(CapturedFrame(self.delivered, now - self._t0, now, rgb))
 
     def end(self) -> None:
-        with self._cond:
-            self._ended = True
-            self._cond.notify_all()
+        self.mailbox.end()
 
     def next(self, stop: threading.Event | None = None) -> CapturedFrame | None:
-        deadline = time.monotonic() + self.stall
-        with self._cond:
-            while self._slot is None and not self._ended:
-                if stop is not None and stop.is_set():
-                    return None
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise InputError(f"no frame for {self.stall:g} s: the source stalled", self.name)
-                self._cond.wait(min(left, 0.05))
-            frame, self._slot = self._slot, None
-            return frame
+        return self.mailbox.take(stop)
 
     def close(self) -> None:
         self.end()

@@ -44,8 +44,12 @@ class FrameSource(Protocol):
     fps: float
     size: tuple[int, int]
     start_time: float
-    delivered: int
-    dropped: int
+
+    @property
+    def delivered(self) -> int: ...
+
+    @property
+    def dropped(self) -> int: ...
 
     def start(self) -> None: ...
 
