@@ -16,7 +16,15 @@ from typing import Any
 
 from faceloom.progress import Cancelled
 
-__all__ = ["Cancelled", "PipelineStats", "Stage", "StageStats", "run_pipeline"]
+__all__ = [
+    "Cancelled",
+    "PipelineStats",
+    "Stage",
+    "StageStats",
+    "get_unless_stopped",
+    "put_unless_stopped",
+    "run_pipeline",
+]
 
 _END = object()
 
@@ -57,6 +65,27 @@ class PipelineStats:
         return max(self.stages, key=lambda s: s.busy_s).name if self.stages else ""
 
 
+def put_unless_stopped(q: queue.Queue[Any], obj: Any, stop: threading.Event, wait: float = 0.1) -> bool:
+    """Put ``obj`` on ``q``, waiting for room; False (not put) once ``stop`` is set."""
+    while not stop.is_set():
+        try:
+            q.put(obj, timeout=wait)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+def get_unless_stopped(q: queue.Queue[Any], stop: threading.Event, default: Any, wait: float = 0.1) -> Any:
+    """The next item of ``q``, waiting for one; ``default`` once ``stop`` is set."""
+    while not stop.is_set():
+        try:
+            return q.get(timeout=wait)
+        except queue.Empty:
+            continue
+    return default
+
+
 def run_pipeline(
     items: Iterable[Any],
     stages: list[Stage],
@@ -79,13 +108,7 @@ def run_pipeline(
     queues: list[queue.Queue[Any]] = [queue.Queue(maxsize=queue_size) for _ in range(len(stages) + 1)]
 
     def put(q: queue.Queue[Any], obj: Any) -> bool:
-        while not stop.is_set():
-            try:
-                q.put(obj, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
+        return put_unless_stopped(q, obj, stop)
 
     def fail(exc: BaseException) -> None:
         failed.append(exc)

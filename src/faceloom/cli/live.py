@@ -7,13 +7,16 @@ import json
 import signal
 import threading
 from pathlib import Path
-from typing import Annotated, TextIO
+from typing import TYPE_CHECKING, Annotated, TextIO
 
 import typer
 
 from faceloom.cli.options import Given, offer, settings_options
 from faceloom.cli.output import echo, echo_json, state, warn
 from faceloom.config import ConvertConfig, LiveConfig
+
+if TYPE_CHECKING:
+    from faceloom.live.session import LiveReport
 
 LIVE_CONVERT_SETTINGS = (
     "to",
@@ -39,10 +42,7 @@ LIVE_CONVERT_SETTINGS = (
 """The swap settings of convert that a live session takes too (the rest are about files)."""
 
 
-def _line(rep: object) -> str:
-    from faceloom.live.session import LiveReport
-
-    assert isinstance(rep, LiveReport)
+def _line(rep: LiveReport) -> str:
     stages = " ".join(f"{k} {v:.1f}" for k, v in rep.stage_ms.items())
     return (
         f"{rep.fps:5.1f} frames/s, dropped {rep.dropped}/{rep.delivered}, "
@@ -80,7 +80,7 @@ def live(
     given: Given,
 ) -> None:
     """Swap faces live, frame by frame as they come; Ctrl-C ends the session and keeps the output."""
-    from faceloom.live.session import LiveReport, run_live
+    from faceloom.live.session import run_live
     from faceloom.runtime import pin_threads
 
     settings = given.config(LiveConfig)

@@ -93,6 +93,11 @@ def output_filters(config: ConvertConfig) -> list[FrameFilter]:
     return filters
 
 
+def output_size(width: int, height: int, config: ConvertConfig) -> tuple[int, int]:
+    """(width, height) of the output frames of ``width`` x ``height`` input frames."""
+    return scaled_size(width, height, config) or (width * (2 if config.side_by_side else 1), height)
+
+
 def scaled_size(width: int, height: int, config: ConvertConfig) -> tuple[int, int] | None:
     w = width * (2 if config.side_by_side else 1)
     if config.scale == 1.0:

@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from faceloom.config import ConvertConfig
-from faceloom.convert.compose import Blender, output_credentials, output_filters, scaled_size
+from faceloom.convert.compose import Blender, output_credentials, output_filters, output_size, scaled_size
 from faceloom.convert.face_swapper import FaceSwapper, predict_chunk
 from faceloom.convert.finder import FaceFinder
 from faceloom.convert.frames import ConvertResult, FrameJob
@@ -124,7 +124,7 @@ def _convert_video(
     read_report = ReadReport()
     finder = FaceFinder(swapper, config, faceset=fs, faceset_key=key)
     out_size = scaled_size(info.width, info.height, config)
-    size = out_size or (info.width * (2 if config.side_by_side else 1), info.height)
+    size = output_size(info.width, info.height, config)
     total = info.frames
     if config.start is not None or config.end is not None:
         t0, t1 = config.start or 0.0, config.end if config.end is not None else info.duration

@@ -106,13 +106,18 @@ def video_flicker(
     def masks() -> Iterator[np.ndarray]:
         return (region_mask(r, h, w) for r in regions)
 
-    f_swap = flicker(_frames(swapped, n), masks())
-    f_src = flicker(_frames(source, n), masks())
     detail: list[tuple[float, float]] = []
-    for made, real, faces in zip(_frames(swapped, n), _frames(source, n), regions, strict=True):
-        if faces:
-            mask = region_mask(faces, h, w)
-            detail.append((detail_energy(made, mask), detail_energy(real, mask)))
+
+    def swapped_frames() -> Iterator[np.ndarray]:
+        """The swapped frames for flicker; on the way, each one's detail against its source frame."""
+        for made, real, faces in zip(_frames(swapped, n), _frames(source, n), regions, strict=True):
+            if faces:
+                mask = region_mask(faces, h, w)
+                detail.append((detail_energy(made, mask), detail_energy(real, mask)))
+            yield made
+
+    f_swap = flicker(swapped_frames(), masks())
+    f_src = flicker(_frames(source, n), masks())
     d_swap, d_src = (float(np.median([d[k] for d in detail])) for k in (0, 1))
     sharp = float(np.median([a / b for a, b in detail if b > 0])) if d_src > 0 else None
     if f_src == 0.0:

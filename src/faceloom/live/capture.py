@@ -150,7 +150,29 @@ class FrameMailbox:
             return frame
 
 
-class Capture:
+class _MailboxSource:
+    """What :class:`Capture` and :class:`PushSource` share: their frames go through one mailbox."""
+
+    mailbox: FrameMailbox
+
+    @property
+    def delivered(self) -> int:
+        return self.mailbox.delivered
+
+    @property
+    def dropped(self) -> int:
+        return self.mailbox.dropped
+
+    def next(self, stop: threading.Event | None = None) -> CapturedFrame | None:
+        """The newest frame, waiting for one; None when the source has ended (or ``stop`` is set).
+
+        Raises:
+            InputError: the source broke off, or gave no frame for ``stall`` seconds.
+        """
+        return self.mailbox.take(stop)
+
+
+class Capture(_MailboxSource):
     """Read ``spec`` in a background thread; :meth:`next` returns the newest frame not yet taken.
 
     Attributes:
@@ -189,14 +211,6 @@ class Capture:
         self.mailbox = FrameMailbox(spec.target, stall, drops=self.drops)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="live-capture", daemon=True)
-
-    @property
-    def delivered(self) -> int:
-        return self.mailbox.delivered
-
-    @property
-    def dropped(self) -> int:
-        return self.mailbox.dropped
 
     def start(self) -> None:
         self._thread.start()
@@ -244,14 +258,6 @@ class Capture:
         finally:
             self.mailbox.end(error)
 
-    def next(self, stop: threading.Event | None = None) -> CapturedFrame | None:
-        """The newest frame, waiting for one; None when the source has ended (or ``stop`` is set).
-
-        Raises:
-            InputError: the source broke off, or gave no frame for ``stall`` seconds.
-        """
-        return self.mailbox.take(stop)
-
     def close(self) -> None:
         """Stop reading and release the device (safe to call twice)."""
         self._stop.set()
@@ -263,7 +269,7 @@ class Capture:
                 self._container.close()
 
 
-class PushSource:
+class PushSource(_MailboxSource):
     """Frames pushed in by a caller (the web UI's WebSocket) instead of read from a device: the same
     newest-frame-wins hand-over as :class:`Capture`. ``first`` fixes the frame size."""
 
@@ -277,14 +283,6 @@ class PushSource:
         self.mailbox = FrameMailbox(name, stall)
         self._t0: float | None = None
         self.push(first)
-
-    @property
-    def delivered(self) -> int:
-        return self.mailbox.delivered
-
-    @property
-    def dropped(self) -> int:
-        return self.mailbox.dropped
 
     def start(self) -> None:
         pass
@@ -301,9 +299,6 @@ class PushSource:
 
     def end(self) -> None:
         self.mailbox.end()
-
-    def next(self, stop: threading.Event | None = None) -> CapturedFrame | None:
-        return self.mailbox.take(stop)
 
     def close(self) -> None:
         self.end()

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from faceloom.config import ConvertConfig, LiveConfig
-from faceloom.convert.compose import Blender, output_credentials, output_filters, scaled_size
+from faceloom.convert.compose import Blender, output_credentials, output_filters, output_size, scaled_size
 from faceloom.convert.face_swapper import FaceSwapper, predict_chunk
 from faceloom.convert.frames import FrameJob
 from faceloom.convert.smoothing import TrackSmoother
@@ -32,6 +32,7 @@ from faceloom.live.backend import can_retarget, pick_backend, retarget
 from faceloom.live.capture import Capture, CapturedFrame, check_source, parse_source
 from faceloom.live.sinks import CallbackSink, FrameSink, check_target, open_sink
 from faceloom.live.tracking import LiveFaceFinder
+from faceloom.pipeline import get_unless_stopped, put_unless_stopped
 
 STAGES = ("find", "predict", "blend", "output")
 _END = object()
@@ -199,25 +200,6 @@ class _Meter:
         return rep
 
 
-def _put(q: queue.Queue[Any], item: Any, stop: threading.Event) -> bool:
-    while not stop.is_set():
-        try:
-            q.put(item, timeout=0.05)
-            return True
-        except queue.Full:
-            continue
-    return False
-
-
-def _get(q: queue.Queue[Any], stop: threading.Event) -> Any:
-    while not stop.is_set():
-        try:
-            return q.get(timeout=0.05)
-        except queue.Empty:
-            continue
-    return _END
-
-
 def run_live(
     model: str,
     source: str | FrameSource,
@@ -270,14 +252,10 @@ def run_live(
         if not isinstance(output, str):
             sink = CallbackSink(output, output_filters(config))
         else:
-            out_size = scaled_size(*capture.size, config) or (
-                capture.size[0] * (2 if config.side_by_side else 1),
-                capture.size[1],
-            )
             sink = open_sink(
                 str(output),
                 fps=capture.fps,
-                size=out_size,
+                size=output_size(*capture.size, config),
                 filters=output_filters(config),
                 label_extra={"model": swapper.name, "to": config.to, "live": 1},
                 credentials=output_credentials(config, swapper.facts()),
@@ -319,7 +297,7 @@ def run_live(
                 continue
             frame = capture.next(stop)
             if frame is None:
-                _put(queues[0], _END, stop)
+                put_unless_stopped(queues[0], _END, stop)
                 return
             take_changes()
             t = time.perf_counter()
@@ -327,36 +305,34 @@ def run_live(
             taken += 1
             item = _Item(frame, job, current.config, current.swapper)
             item.ms["find"] = (time.perf_counter() - t) * 1000
-            if not _put(queues[0], item, stop):
+            if not put_unless_stopped(queues[0], item, stop):
                 return
 
-    def predict() -> None:
-        while True:
-            item = _get(queues[0], stop)
-            if item is _END:
-                _put(queues[1], _END, stop)
-                return
-            t = time.perf_counter()
-            predict_chunk(item.swapper, [item.job])
-            item.ms["predict"] = (time.perf_counter() - t) * 1000
-            if not _put(queues[1], item, stop):
-                return
+    def relay(name: str, work: Callable[[_Item], None], inbox: int) -> Callable[[], None]:
+        """A stage: take from ``queues[inbox]``, do ``work``, hand on to the next queue."""
 
-    def blend() -> None:
-        while True:
-            item = _get(queues[1], stop)
-            if item is _END:
-                _put(queues[2], _END, stop)
-                return
-            t = time.perf_counter()
-            if item.config is not blenders[-1].cfg:
-                blenders.append(
-                    Blender(item.config, swapper.has_mask, scaled_size(*capture.size, item.config))
-                )
-            blenders[-1](item.job)
-            item.ms["blend"] = (time.perf_counter() - t) * 1000
-            if not _put(queues[2], item, stop):
-                return
+        def run() -> None:
+            while True:
+                item = get_unless_stopped(queues[inbox], stop, _END, wait=0.05)
+                if item is _END:
+                    put_unless_stopped(queues[inbox + 1], _END, stop)
+                    return
+                t = time.perf_counter()
+                work(item)
+                item.ms[name] = (time.perf_counter() - t) * 1000
+                if not put_unless_stopped(queues[inbox + 1], item, stop):
+                    return
+
+        run.__name__ = name
+        return run
+
+    def predict(item: _Item) -> None:
+        predict_chunk(item.swapper, [item.job])
+
+    def blend(item: _Item) -> None:
+        if item.config is not blenders[-1].cfg:
+            blenders.append(Blender(item.config, swapper.has_mask, scaled_size(*capture.size, item.config)))
+        blenders[-1](item.job)
 
     def guarded(fn: Callable[[], None]) -> Callable[[], None]:
         def run() -> None:
@@ -370,7 +346,7 @@ def run_live(
 
     threads = [
         threading.Thread(target=guarded(f), name=f"live-{f.__name__}", daemon=True)
-        for f in (find, predict, blend)
+        for f in (find, relay("predict", predict, 0), relay("blend", blend, 1))
     ]
     meter = _Meter()
     interrupted = sink_broke = False
@@ -401,7 +377,7 @@ def run_live(
                 item.ms["output"] = (time.perf_counter() - t) * 1000
                 meter.add(item, time.monotonic())
                 slots.release()
-                if getattr(sink, "closed_by_user", False):
+                if sink.done:
                     break
             if on_report is not None and time.monotonic() >= next_report:
                 next_report += live.stats_every

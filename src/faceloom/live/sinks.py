@@ -11,13 +11,13 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from faceloom.convert.pipeline import VIDEO_SUFFIXES
 from faceloom.errors import OutputError
 from faceloom.media.credentials import Credentials
 from faceloom.media.images import FrameFilter, apply_filters
 from faceloom.media.stream_writer import StreamWriter, is_stream_url
 from faceloom.media.writer import VideoWriter
 
-VIDEO_SUFFIXES = frozenset({".mp4", ".mkv", ".mov", ".avi"})
 WINDOW = "window"
 VIRTUAL_CAMERA = "virtualcam"
 
@@ -26,12 +26,17 @@ class FrameSink(Protocol):
     """Takes finished frames in order; ``close`` finishes the output (a file becomes playable), also
     after an error or Ctrl-C upstream: what was swapped so far is kept."""
 
+    done: bool
+    """The sink has ended the session (a window the user closed)."""
+
     def write(self, rgb: np.ndarray, time: float) -> None: ...
 
     def close(self) -> None: ...
 
 
 class FileSink:
+    done = False
+
     def __init__(self, writer: VideoWriter) -> None:
         self.writer = writer
 
@@ -43,6 +48,8 @@ class FileSink:
 
 
 class StreamSink:
+    done = False
+
     def __init__(self, writer: StreamWriter, start_time: float) -> None:
         self.writer, self.start_time = writer, start_time
 
@@ -73,14 +80,14 @@ class WindowSink:
                 WINDOW,
             ) from exc
         self.cv2, self.title, self.filters, self.frames = cv2, title, list(filters), 0
-        self.closed_by_user = False
+        self.done = False
 
     def write(self, rgb: np.ndarray, time: float) -> None:
         frame = apply_filters(rgb, self.frames, self.filters)
         self.frames += 1
         self.cv2.imshow(self.title, frame[:, :, ::-1])
         if self.cv2.waitKey(1) in (27, ord("q")):
-            self.closed_by_user = True
+            self.done = True
 
     def close(self) -> None:
         self.cv2.destroyWindow(self.title)
@@ -88,6 +95,8 @@ class WindowSink:
 
 class VirtualCameraSink:
     """A virtual camera other programs (video calls) can pick (pyvirtualcam; v4l2loopback on Linux)."""
+
+    done = False
 
     def __init__(
         self, device: str | None, size: tuple[int, int], fps: float, filters: Sequence[FrameFilter]
@@ -115,6 +124,8 @@ class VirtualCameraSink:
 
 
 class CallbackSink:
+    done = False
+
     """Hands each finished (filtered) frame to ``send``: how the web UI gets them."""
 
     def __init__(self, send: Callable[[np.ndarray, float], None], filters: Sequence[FrameFilter]) -> None:

@@ -54,3 +54,41 @@ def muxer_takes(format_name: str, template: av.stream.Stream) -> bool:
     except (av.error.FFmpegError, ValueError, OSError):
         return False
     return True
+
+
+def check_frame(rgb: np.ndarray, size: tuple[int, int]) -> None:
+    """Refuse (ValueError) a frame that is not (H, W, 3) uint8 of ``size`` = (W, H)."""
+    from faceloom.media.images import check_rgb
+
+    check_rgb(rgb, "frame")
+    if (rgb.shape[1], rgb.shape[0]) != size:
+        raise ValueError(f"frame is {rgb.shape[1]}x{rgb.shape[0]}, writer expects {size[0]}x{size[1]}")
+
+
+def encoder_frame(
+    rgb: np.ndarray, size: tuple[int, int], pad: tuple[int, int], pix_fmt: str
+) -> av.VideoFrame:
+    """One (H, W, 3) uint8 RGB frame of ``size`` (see :func:`check_frame`) as an encoder of
+    ``pix_fmt`` takes it. ``pad`` is the (rows, columns) of edge pixels added for a 4:2:0 format's
+    even size. YUV frames are converted with the BT.709
+    matrix in limited range, as :func:`tag_bt709` tags the stream: untagged, players guess 601 or
+    709 by frame size, and the colours of HD output would shift.
+    """
+    if pad != (0, 0):
+        rgb = np.pad(rgb, ((0, pad[0]), (0, pad[1]), (0, 0)), mode="edge")
+    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+    if not pix_fmt.startswith(("yuv", "nv")):
+        return frame
+    return frame.reformat(
+        format=pix_fmt,
+        src_colorspace="itu709",
+        dst_colorspace="itu709",
+        src_color_range="JPEG",
+        dst_color_range="MPEG",
+    )
+
+
+def tag_bt709(stream: av.video.stream.VideoStream) -> None:
+    """Tag a YUV stream as BT.709, limited range (what :func:`encoder_frame` converts to)."""
+    stream.codec_context.colorspace = 1  # AVCOL_SPC_BT709
+    stream.codec_context.color_range = 1  # AVCOL_RANGE_MPEG

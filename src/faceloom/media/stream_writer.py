@@ -18,8 +18,8 @@ import av
 import numpy as np
 
 from faceloom.errors import OutputError
-from faceloom.media.container import fps_fraction, time_base
-from faceloom.media.images import FrameFilter, apply_filters, check_rgb
+from faceloom.media.container import check_frame, encoder_frame, fps_fraction, tag_bt709, time_base
+from faceloom.media.images import FrameFilter, apply_filters
 from faceloom.media.label import LABEL_KEY, make_label
 
 STREAM_SCHEMES = ("udp", "tcp")
@@ -90,6 +90,7 @@ class StreamWriter:
         stream.width = self.size[0] + self._pad[1]
         stream.height = self.size[1] + self._pad[0]
         stream.pix_fmt = "yuv420p"
+        tag_bt709(stream)
         stream.bit_rate = bitrate
         stream.codec_context.time_base = self._tb
         stream.time_base = self._tb
@@ -100,11 +101,7 @@ class StreamWriter:
         """Encode and send one (H, W, 3) uint8 RGB frame; ``time`` in seconds places it."""
         if self._closed:
             raise ValueError("StreamWriter is closed")
-        check_rgb(rgb, "frame")
-        if (rgb.shape[1], rgb.shape[0]) != self.size:
-            raise ValueError(
-                f"frame is {rgb.shape[1]}x{rgb.shape[0]}, writer expects {self.size[0]}x{self.size[1]}"
-            )
+        check_frame(rgb, self.size)
         if time is None:
             pts = 0 if self._last_pts is None else self._last_pts + int(1 / (self.fps * self._tb))
         else:
@@ -114,11 +111,7 @@ class StreamWriter:
         if self._last_pts is not None and pts <= self._last_pts:
             pts = self._last_pts + 1
         rgb = apply_filters(rgb, self.frames_written, self.frame_filters)
-        if self._pad != (0, 0):
-            rgb = np.pad(rgb, ((0, self._pad[0]), (0, self._pad[1]), (0, 0)), mode="edge")
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24").reformat(
-            format="yuv420p"
-        )
+        frame = encoder_frame(rgb, self.size, self._pad, "yuv420p")
         frame.pts = pts
         frame.time_base = self._tb
         try:

@@ -26,13 +26,20 @@ import numpy as np
 
 from faceloom import fsutil
 from faceloom.errors import InputError, OutputError, output_error_from_os
-from faceloom.media.container import codec_name, fps_fraction, muxer_takes, time_base
+from faceloom.media.container import (
+    check_frame,
+    codec_name,
+    encoder_frame,
+    fps_fraction,
+    muxer_takes,
+    tag_bt709,
+    time_base,
+)
 from faceloom.media.credentials import DEFAULT_CREDENTIALS, Credentials, check_signer, sign_file, supports
 from faceloom.media.images import (
     IMAGE_SUFFIXES,
     FrameFilter,
     apply_filters,
-    check_rgb,
     encode_image,
     write_image,
 )
@@ -196,10 +203,7 @@ class VideoWriter:
         stream.time_base = self._tb
         self._yuv = pix_fmt.startswith(("yuv", "nv"))
         if self._yuv:
-            # Convert with, and tag, the BT.709 matrix in limited range: without a tag players guess
-            # 601 or 709 by frame size, and the colours of HD output would shift.
-            stream.codec_context.colorspace = 1  # AVCOL_SPC_BT709
-            stream.codec_context.color_range = 1  # AVCOL_RANGE_MPEG
+            tag_bt709(stream)
         self._pix_fmt = pix_fmt
         self._video = stream
 
@@ -355,11 +359,7 @@ class VideoWriter:
         """
         if self._closed or self._out is None:
             raise ValueError("VideoWriter is closed")
-        check_rgb(rgb, "frame")
-        if (rgb.shape[1], rgb.shape[0]) != self.size:
-            raise ValueError(
-                f"frame is {rgb.shape[1]}x{rgb.shape[0]}, writer expects {self.size[0]}x{self.size[1]}"
-            )
+        check_frame(rgb, self.size)
         if time is None:
             pts = 0 if self._last_pts is None else self._last_pts + self._frame_ticks
         else:
@@ -371,17 +371,7 @@ class VideoWriter:
             if self._last_pts is not None and pts <= self._last_pts:
                 pts = self._last_pts + 1
         rgb = apply_filters(rgb, self.frames_written, self.frame_filters)
-        if self._pad != (0, 0):
-            rgb = np.pad(rgb, ((0, self._pad[0]), (0, self._pad[1]), (0, 0)), mode="edge")
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
-        if self._yuv:
-            frame = frame.reformat(
-                format=self._pix_fmt,
-                src_colorspace="itu709",
-                dst_colorspace="itu709",
-                src_color_range="JPEG",
-                dst_color_range="MPEG",
-            )
+        frame = encoder_frame(rgb, self.size, self._pad, self._pix_fmt)
         frame.pts = pts
         frame.time_base = self._tb
         try:

@@ -37,6 +37,15 @@ UI_PRESET: dict[str, dict[str, Any]] = {"convert": {"side_by_side": True}}
 """What a workspace made in the page sets beside the defaults: its Result tab shows both videos."""
 
 
+def consent_of(root: Path) -> dict[str, Any] | None:
+    """The consent the workspace at ``root`` recorded (``agreed`` true), or None."""
+    try:
+        data = json.loads((root / CONSENT_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and data.get("agreed") is True else None
+
+
 def inputs_of(ws: Workspace) -> dict[str, list[str]]:
     inputs = ws.settings.get("inputs", {})
     out: dict[str, list[str]] = {}

@@ -29,20 +29,12 @@ from faceloom.config import LiveConfig
 from faceloom.config.meta import SettingError
 from faceloom.errors import FaceloomError
 from faceloom.ui.http import HTTPError
-from faceloom.ui.input_routes import CONSENT_FILE
+from faceloom.ui.input_routes import consent_of
 from faceloom.ui.registry import Registry
 
 JPEG_QUALITY = 85
 BROWSER_FPS = 30.0
 """Nominal rate of the browser's frames (they carry no clock of their own)."""
-
-
-def _consented(root: Path) -> bool:
-    try:
-        data = json.loads((root / CONSENT_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(data, dict) and data.get("agreed") is True
 
 
 def _decode(data: bytes) -> np.ndarray | None:
@@ -71,7 +63,7 @@ class LiveRoutes:
         entry = self.registry.get(name)
         if entry.draft:
             raise FaceloomError("add inputs and train a model first")
-        if not _consented(entry.path):
+        if consent_of(entry.path) is None:
             raise FaceloomError("confirm the consent rule before the first swap")
         ws = Workspace.open(entry.path)
         if not (ws.model_dir / "model.json").is_file():

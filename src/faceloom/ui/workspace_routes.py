@@ -17,7 +17,7 @@ from faceloom.errors import FaceloomError
 from faceloom.fsutil import atomic_write_text, kept_aside
 from faceloom.ui import security
 from faceloom.ui.http import SANDBOX_CSP, HTTPError, Req, endpoint, file_response, json_response
-from faceloom.ui.input_routes import CONSENT_FILE, ROLES, UI_PRESET, InputRoutes, inputs_of
+from faceloom.ui.input_routes import CONSENT_FILE, ROLES, UI_PRESET, InputRoutes, consent_of, inputs_of
 from faceloom.ui.registry import DRAFT_FILE, Entry, Registry
 from faceloom.ui.security import Forbidden
 from faceloom.ui.settings_schema import editable
@@ -134,8 +134,7 @@ class WorkspaceRoutes(InputRoutes):
             raise HTTPError(409, f"a job is {job.state} on this workspace; stop it or wait for it first")
 
     def _consent(self, root: Path) -> dict[str, Any] | None:
-        data = _read_json(root / CONSENT_FILE)
-        return data if isinstance(data, dict) and data.get("agreed") is True else None
+        return consent_of(root)
 
     # ---- state --------------------------------------------------------------------------------
     def api_ws(self, req: Req) -> Response:
