@@ -269,3 +269,44 @@ def test_multiscale_dssim_sums_pooled_scales_and_stops_at_the_window(faces_rgb: 
     assert reconstruction_loss(pred, target, weights, ssim_scales=9)[1]["dssim_ms"] == pytest.approx(expected)
     same, parts_same = reconstruction_loss(target, target, weights, ssim_scales=4)
     assert parts_same["dssim_ms"] < 1e-4 and float(same) < 1e-4
+
+
+@pytest.mark.parametrize(("name", "side"), [("loom", 192), ("loom", 256), ("loom", 320), ("lite", 128)])
+def test_every_offered_side_builds_rebuilds_and_learns_a_step(
+    name: str, side: int, faces_rgb: list[np.ndarray]
+) -> None:
+    torch.manual_seed(0)
+    m = create_model(name, resolution=side)
+    assert m.resolution == side and side in get_model_class(name).resolutions
+    x = _batch(faces_rgb[:2], m)
+    rgb, _ = m(x, "a")
+    assert rgb.shape == (2, 3, side, side)
+    again = create_model(name, **m.arch_config())
+    again.load_state_dict(m.state_dict(), strict=True)
+    assert again.resolution == side
+    opt = torch.optim.Adam(m.parameters(), lr=1e-4)
+    loss = F.mse_loss(m(x, "a")[0], x)
+    loss.backward()
+    opt.step()
+    assert float(F.mse_loss(m(x, "a")[0], x)) < float(loss)
+    with pytest.raises(ValueError, match=rf"{name} is built at .* px, not 100"):
+        create_model(name, resolution=100)
+
+
+def test_icnr_upscales_start_as_nearest_neighbour_and_old_loom_models_load() -> None:
+    """Each 2x2 block of a fresh ICNR upscale's output is one value (no sub-pixel grid to unlearn);
+    a loom saved without the icnr and resolution options rebuilds and loads the same weights."""
+    from faceloom.train.models.layers import Upscale
+
+    torch.manual_seed(0)
+    up = Upscale(16, 8, icnr=True)
+    out = up(torch.rand(2, 16, 8, 8))
+    blocks = out.unfold(2, 2, 2).unfold(3, 2, 2)  # (B, C, 8, 8, 2, 2)
+    assert torch.allclose(blocks, blocks[..., :1, :1].expand_as(blocks))
+    plain = Upscale(16, 8)(torch.rand(2, 16, 8, 8)).unfold(2, 2, 2).unfold(3, 2, 2)
+    assert not torch.allclose(plain, plain[..., :1, :1].expand_as(plain))
+    m = create_model("loom")
+    old_arch = {k: v for k, v in m.arch_config().items() if k not in ("icnr", "resolution")}
+    old = create_model("loom", **old_arch)
+    old.load_state_dict(m.state_dict(), strict=True)
+    assert old.resolution == 128

@@ -65,6 +65,7 @@ def test_every_setting_declares_help_and_its_choices_come_from_its_type() -> Non
     assert {i.name for i in settings_of(TrainConfig) if i.meta.shapes_model} == {
         "model",
         "crop",
+        "resolution",
         "seed",
         "holdout_share",
         "init_from",
@@ -128,6 +129,8 @@ def _other_value(info: SettingInfo, current: Any, kept_model: Path | None) -> An
     if info.name == "init_from":
         assert kept_model is not None, "init_from needs a trained lite model: one kept aside earlier"
         return str(kept_model)
+    if info.name == "resolution":  # the other side the test's architecture offers
+        return next(r for r in get_model_class("lite").resolutions if r != current)
     if info.choices is not None:
         safe = [c for c in info.choices if c not in ("cuda", "fp16", "bf16") and c != current]
         return "original" if info.name == "model" else safe[0]
@@ -181,6 +184,7 @@ def test_changing_any_train_setting_continues_or_keeps_the_old_model(
             changes.update(
                 batch_size=2,
                 init_from=None,
+                resolution=None,
                 gan=False,
                 snapshot_every=0,
                 preview_every=0,

@@ -83,6 +83,9 @@ def test_swaps_move_toward_wanted_identity(pair: tuple[Path, Path], trained_lite
 
 def test_resume_continues_the_exact_fp32_curve(pair: tuple[Path, Path], tmp_path: Path) -> None:
     cfg = lite(precision="fp32", batch_size=4, save_every=10, preview_every=0, eval_every=0, log_every=1)
+    cfg = replace(
+        cfg, schedule="constant"
+    )  # each train() call is its own budget (phases: test_train_schedule)
     train(pair[0], pair[1], tmp_path / "straight", replace(cfg, iterations=20))
     train(pair[0], pair[1], tmp_path / "resumed", replace(cfg, iterations=10))
     train(None, None, tmp_path / "resumed", replace(cfg, iterations=10), resume=True)
@@ -98,6 +101,9 @@ def test_weight_average_is_saved_and_resume_keeps_it_exact(pair: tuple[Path, Pat
     export and --init-from load), the raw weights travel beside them, and --resume continues both
     exactly; the held-out score is taken on the average."""
     cfg = lite(precision="fp32", batch_size=4, save_every=10, preview_every=0, eval_every=0, log_every=1)
+    cfg = replace(
+        cfg, schedule="constant"
+    )  # each train() call is its own budget (phases: test_train_schedule)
     cfg = replace(cfg, ema_decay=0.9)
     straight = Trainer(pair[0], pair[1], tmp_path / "straight", replace(cfg, iterations=20))
     result = straight.run()
@@ -366,14 +372,16 @@ def test_nan_loss_stops_and_keeps_last_checkpoint(
 
 
 def test_gan_option_and_pretrain_prior(pair: tuple[Path, Path], tmp_path: Path) -> None:
-    gan = train(pair[0], pair[1], tmp_path / "gan", lite(iterations=4, batch_size=4, gan=True, log_every=1))
+    gan = train(pair[0], pair[1], tmp_path / "gan", lite(iterations=10, batch_size=4, gan=True, log_every=1))
     rows = _log(tmp_path / "gan")
     assert {"gan_g_a", "gan_d_a", "gan_g_b", "gan_d_b"} <= set(rows[-1])
-    assert all(np.isfinite(float(r["gan_d_a"])) for r in rows)
-    assert gan.step == 4
+    last = [r for r in rows if r["phase"] == "sharpen"]  # the phased schedule's GAN: the last fifth
+    assert len(last) == 2 and all(np.isfinite(float(r["gan_d_a"])) for r in last)
+    assert all(r["gan_d_a"] == "" for r in rows if r["phase"] != "sharpen")
+    assert gan.step == 10
     # the discriminators' state travels with the checkpoint, so a GAN run resumes too
     resumed = train(None, None, tmp_path / "gan", lite(iterations=2, batch_size=4), resume=True)
-    assert resumed.step == 6
+    assert resumed.step == 12
 
     from faceloom.train.pretrain import pretrain
 

@@ -69,6 +69,8 @@ def train(
     bars = Bars("step")
     try:
         result = run_train(a, b, out, config, resume=resume, progress=bars)
+    except SettingError as exc:  # a value only the facesets or the architecture refuse
+        raise as_flag_error(exc, TrainConfig) from None
     finally:
         bars.close()
     for w in result.warnings:

@@ -25,6 +25,8 @@ CROP_TYPES: tuple[CropType, ...] = get_args(CropType)
 
 DeviceChoice = Literal["auto", "cpu", "cuda"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
+TrainSchedule = Literal["phased", "constant"]
+"""phased: warp, learning-rate decay, a last stretch without the warp (:mod:`faceloom.train.schedule`)."""
 ImageFormat = Literal["jpg", "png"]
 IMAGE_FORMATS: tuple[ImageFormat, ...] = get_args(ImageFormat)
 SortKey = Literal["yaw", "pitch", "blur", "similarity", "size"]

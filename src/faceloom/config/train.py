@@ -1,9 +1,9 @@
 """Settings of `faceloom train` (``[train]`` in faceloom.toml, with the early-stop rule).
 
-``shapes_model`` marks what makes another model (faceswap's ``fixed``): the architecture, the seed,
-the held-out split and the starting weights. Everything else (stop rules, cadences, device,
-augmentation, learning rate, weight average, GAN) may change on a trained model: training
-continues from its last checkpoint with the new value.
+``shapes_model`` marks what makes another model (faceswap's ``fixed``): the architecture, its crop
+and resolution, the seed, the held-out split and the starting weights. Everything else (stop
+rules, cadences, device, augmentation, schedule, learning rate, weight average, GAN) may change on a
+trained model: training continues from its last checkpoint with the new value.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from faceloom.config.choices import CropType, DeviceChoice, ModelName, Precision
+from faceloom.config.choices import CropType, DeviceChoice, ModelName, Precision, TrainSchedule
 from faceloom.config.meta import Settings, setting
 
 MODEL_DEFAULT = "the architecture's default"
@@ -29,6 +29,14 @@ class TrainConfig(Settings):
         "Crop the model is trained on; dfl_whole_face is DeepFaceLab's, for a .dfm export.",
         shapes_model=True,
         unset=MODEL_DEFAULT,
+    )
+    resolution: int | None = setting(
+        None,
+        "Side of the model's faces in px (loom: 128, 192, 256 or 320; lite: 64 or 128).",
+        low=64,
+        high=512,
+        shapes_model=True,
+        unset="picked from the faces' detail (loom), else the architecture's",
     )
     iterations: int | None = setting(
         None,
@@ -59,8 +67,14 @@ class TrainConfig(Settings):
     precision: Precision = setting("auto", "auto = bf16 on CPUs and GPUs that have it.")
     flip_a: bool = setting(True, "Mirror A's faces at random.")
     flip_b: bool = setting(True, "Mirror B's faces at random.")
+    schedule: TrainSchedule = setting(
+        "phased",
+        "phased splits the budget (--minutes/--iterations): warped training, then the learning rate "
+        "decays from half-way, and the last fifth runs without the warp (with the GAN and the detail "
+        "losses, when on); constant keeps one learning rate, the warp, the GAN and the losses throughout.",
+    )
     warp: bool = setting(
-        True, "Random grid warp of the inputs; a last stretch without it sharpens a trained model."
+        True, "Random grid warp of the inputs (phased: not in the last fifth); off: no warp at all."
     )
     warp_strength: float | None = setting(
         None,
@@ -77,8 +91,24 @@ class TrainConfig(Settings):
         high_open=True,
         unset=MODEL_DEFAULT,
     )
+    perceptual_weight: float | None = setting(
+        None,
+        "Weight of a perceptual loss on the early features of dlib's face network (edges, "
+        "texture); phased: in the last fifth only.",
+        low=0.0,
+        unset=MODEL_DEFAULT,
+    )
+    identity_weight: float | None = setting(
+        None,
+        "Weight of an identity loss: swaps pulled towards the wanted person's dlib face descriptor; "
+        "phased: in the last fifth only.",
+        low=0.0,
+        unset=MODEL_DEFAULT,
+    )
     yaw_balance: bool = setting(False, "Sample rare head angles more.")
-    gan: bool = setting(False, "Add a patch discriminator (adversarial loss).")
+    gan: bool = setting(
+        False, "Add a patch discriminator (adversarial loss); phased: in the last fifth only."
+    )
     gan_weight: float = setting(0.1, "Weight of the adversarial loss.", low=0.0)
     holdout_share: float = setting(
         0.1,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +17,23 @@ TENSORBOARD_DIR = "tensorboard"
 
 
 class TrainLog:
-    """Appends rows to log.csv. On resume, rows past the step training restarts from are dropped."""
+    """Appends rows to log.csv, and their numbers to TensorBoard when ``tensorboard`` is set and it is
+    installed (a text value listed in ``codes`` goes there as its index). On resume, rows past the
+    step training restarts from are dropped; a row with new columns (a loss turned on) widens the
+    file."""
 
     COLUMNS_LAST = ("holdout_ssim_a", "holdout_ssim_b")
 
-    def __init__(self, model_dir: Path, start_step: int) -> None:
+    def __init__(
+        self,
+        model_dir: Path,
+        start_step: int,
+        *,
+        tensorboard: bool = False,
+        codes: Mapping[str, tuple[str, ...]] | None = None,
+    ) -> None:
+        self.tb = tensorboard_writer(model_dir) if tensorboard else None
+        self.codes = codes or {}
         self.path = model_dir / LOG_FILE
         self.columns: list[str] | None = None
         if self.path.exists():
@@ -43,6 +55,21 @@ class TrainLog:
         if self.columns is None:
             self.columns = list(row) + [c for c in self.COLUMNS_LAST if c not in row]
             self._rewrite([])
+        elif new := [k for k in row if k not in self.columns]:
+            if self.fh is not None:
+                self.fh.close()
+                self.fh = None
+            with open(self.path, newline="") as fh:
+                kept = list(csv.DictReader(fh))
+            last = [c for c in self.COLUMNS_LAST if c in self.columns]
+            self.columns = [c for c in self.columns if c not in last] + new + last
+            self._rewrite(kept)
+        if self.tb is not None:
+            for k, v in row.items():
+                if k in self.codes:
+                    self.tb.add_scalar(k, self.codes[k].index(v), row["step"])
+                elif k not in ("step", "time_s") and isinstance(v, int | float):
+                    self.tb.add_scalar(k, v, row["step"])
         if self.fh is None:
             self.fh = open(self.path, "a", newline="")  # noqa: SIM115 - kept open across steps
         writer = csv.DictWriter(self.fh, fieldnames=self.columns, extrasaction="ignore")
@@ -52,6 +79,10 @@ class TrainLog:
     def close(self) -> None:
         if self.fh is not None:
             self.fh.close()
+            self.fh = None
+        if self.tb is not None:
+            self.tb.close()
+            self.tb = None
 
 
 def tensorboard_writer(model_dir: Path) -> Any:

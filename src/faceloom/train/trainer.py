@@ -27,15 +27,18 @@ from faceloom.train.augment import AugmentConfig
 from faceloom.train.data import FaceData
 from faceloom.train.distributed import dist_info, mean_over_ranks, wrap_ddp
 from faceloom.train.ema import WeightAverage
+from faceloom.train.face_features import detail_loss
 from faceloom.train.facesets import check_facesets, new_model_meta
 from faceloom.train.holdout import HoldOut, split_holdout
-from faceloom.train.log import TrainLog, tensorboard_writer
+from faceloom.train.log import TrainLog
 from faceloom.train.losses import gan_discriminator_loss, gan_generator_loss, side_loss
 from faceloom.train.modeldir import ModelDir
 from faceloom.train.models import FaceSwapModel, create_model, get_model_class, model_from
 from faceloom.train.models.base import TrainDefaults
 from faceloom.train.prefetch import Prefetcher
-from faceloom.train.preview import render_preview
+from faceloom.train.preview import render_preview, spread_ids
+from faceloom.train.resolution import model_side, resolution_warnings
+from faceloom.train.schedule import PHASE_NAMES, budget_progress, phase_at
 
 
 class TrainError(FaceloomError):
@@ -52,6 +55,7 @@ class StepReport:
     losses: dict[str, float]
     faces_per_s: float
     holdout: dict[str, float] = field(default_factory=dict)
+    phase: str = ""
 
 
 @dataclass
@@ -83,6 +87,7 @@ class Trainer:
         resume: bool = False,
         progress: ProgressFn | None = None,
         cancel: threading.Event | None = None,
+        schedule_start: float = 0.0,
     ) -> None:
         self.rank, self.world = dist_info()
         self.progress = progress
@@ -110,6 +115,8 @@ class Trainer:
             if a is None or b is None:
                 raise InputError("--a and --b facesets are needed to start training", out)
         self.config = config
+        self.schedule_start = schedule_start
+        self.phase = phase_at(schedule_start, phased=config.schedule == "phased")
         self.fs: dict[Side, Faceset] = {"a": Faceset.load(a), "b": Faceset.load(b)}
         self.warnings += check_facesets(self.fs["a"], self.fs["b"])
         cls = get_model_class(config.model)
@@ -136,11 +143,18 @@ class Trainer:
             averaged = None if raw is None else saved_weights
             self.holdout = {s: HoldOut.from_json(existing.meta["holdout"][s]) for s in SIDES}
         else:
-            self.model = create_model(config.model, crop=config.crop)
+            side, why = model_side(
+                cls, config.resolution, self.fs["a"], config.crop or cls.crop, self.device.type
+            )
+            self.warnings += why
+            arch = {"resolution": side} if side != cls.resolutions[0] else {}
+            self.model = create_model(config.model, crop=config.crop, **arch)
             if config.init_from:
                 init_meta = self._init_from(Path(config.init_from))
             self.holdout = {s: split_holdout(self.fs[s], share=config.holdout_share) for s in SIDES}
         self.model.to(self.device)
+        for s, fs in self.fs.items():
+            self.warnings += resolution_warnings(s.upper(), fs, self.model.crop, self.model.resolution)
         cap = self.defaults.ema_decay if config.ema_decay is None else config.ema_decay
         self.average = WeightAverage(self.model, cap) if cap > 0 else None
         if self.average is not None and averaged is not None:
@@ -179,24 +193,29 @@ class Trainer:
             )
             for s in SIDES
         }
-        eval_ids = {s: self.holdout[s].holdout_ids or self.holdout[s].train_ids for s in SIDES}
         self.eval_data = {
-            s: FaceData(
-                self.fs[s],
-                eval_ids[s],
-                crop=crop,
-                resolution=res,
-                seed=config.seed,
-                augment=AugmentConfig.off(),
-                coverage=self.defaults.coverage,
-            )
-            for s in SIDES
+            s: self._plain_data(s, self.holdout[s].holdout_ids or self.holdout[s].train_ids) for s in SIDES
         }
+        self.preview_data = {s: self._plain_data(s, spread_ids(self.fs[s], self.holdout[s])) for s in SIDES}
+        train_ids = {s: self.holdout[s].train_ids for s in SIDES}
+        self.detail = detail_loss(self.model, self.defaults, config, self.device, train_ids, self._plain_data)
         self.ddp_model: torch.nn.Module = self.model
         if self.world > 1:
             self.ddp_model = wrap_ddp(self.model, self.device)
 
     # ---- construction helpers -----------------------------------------------------------------
+    def _plain_data(self, side: Side, ids: list[str]) -> FaceData:
+        """Faces of one side without augmentation (held-out scores, previews)."""
+        return FaceData(
+            self.fs[side],
+            ids,
+            crop=self.model.crop,
+            resolution=self.model.resolution,
+            seed=self.config.seed,
+            augment=AugmentConfig.off(),
+            coverage=self.defaults.coverage,
+        )
+
     def _init_from(self, path: Path) -> dict[str, Any]:
         """Start from the weights of a trained model of the same architecture (the cheap way to a pair)."""
         src = ModelDir.load(path)
@@ -230,9 +249,17 @@ class Trainer:
 
     # ---- one step ---------------------------------------------------------------------------------
     def _lr_at(self, step: int) -> float:
+        scale = self.phase.lr_scale
         if self.warmup and step < self.warmup:
-            return self.lr * (step + 1) / self.warmup
-        return self.lr
+            return self.lr * scale * (step + 1) / self.warmup
+        return self.lr * scale
+
+    def enter_phase(self, progress: float) -> None:
+        """Follow the schedule to ``progress`` (share of the budget spent): warp and GAN on or off."""
+        self.phase = phase_at(progress, phased=self.config.schedule == "phased")
+        for data in self.data.values():
+            if data.augment.warp != (self.config.warp and self.phase.warp):
+                data.augment = replace(data.augment, warp=not data.augment.warp)
 
     def _batches(self, step: int) -> dict[str, dict[str, torch.Tensor]]:
         # Under DDP each rank takes its share of the same global batch.
@@ -266,7 +293,7 @@ class Trainer:
             pred = rgb[sl]
             loss, parts = side_loss(self.defaults, pred, None if masks is None else masks[sl], batches[s])
             preds[s] = pred
-            if self.discriminators:
+            if self.discriminators and self.phase.gan:
                 with self._autocast():
                     fake_logits = self.discriminators[s](pred)
                 g_loss = gan_generator_loss(fake_logits)
@@ -276,6 +303,11 @@ class Trainer:
             logged.update({f"{k}_{s}": v for k, v in parts.items()})
             total = loss if total is None else total + loss
         assert total is not None
+        if self.detail is not None and self.phase.detail:
+            with self._autocast():
+                extra, parts = self.detail(self.ddp_model, preds, batches)
+            total = total + extra
+            logged.update(parts)
         if not math.isfinite(float(total.detach())):
             raise TrainError(
                 f"loss became {float(total.detach())} at step {step}; "
@@ -286,7 +318,7 @@ class Trainer:
         self.optimizer.step()
         if self.average is not None:
             self.average.update(step)
-        if self.discriminators and self.d_optimizer is not None:
+        if self.discriminators and self.d_optimizer is not None and self.phase.gan:
             self.d_optimizer.zero_grad(set_to_none=True)
             d_total = None
             for s in SIDES:
@@ -343,10 +375,10 @@ class Trainer:
             return None
         model = self.inference_model
         model.eval()
-        n = 6
-        batches = {s: self.eval_data[s].fixed(min(n, len(self.eval_data[s]))) for s in SIDES}
+        batches = {s: self.preview_data[s].fixed(len(self.preview_data[s])) for s in SIDES}
+        title = f"step {self.step}, {self.phase.name} (warp {'on' if self.data['a'].augment.warp else 'off'})"
         with torch.no_grad(), self._autocast():
-            image = render_preview(model, batches["a"], batches["b"], self.device)
+            image = render_preview(model, batches["a"], batches["b"], self.device, title)
         from faceloom.media.writer import Credentials, write_image
 
         path = self.mdir.root / "previews" / f"step_{self.step:08d}.png"
@@ -369,8 +401,8 @@ class Trainer:
         if end_step is None and cfg.minutes is None:
             raise InputError("give a stop rule: --iterations N or --minutes M (Ctrl-C also stops and saves)")
         deadline = time.monotonic() + cfg.minutes * 60 if cfg.minutes else None
-        log = TrainLog(self.mdir.root, start_step) if self.rank == 0 else None
-        tb = tensorboard_writer(self.mdir.root) if self.rank == 0 else None
+        codes = {"phase": PHASE_NAMES}
+        log = TrainLog(self.mdir.root, start_step, tensorboard=True, codes=codes) if self.rank == 0 else None
         prefetch = Prefetcher(self._batches, start_step, depth=3)
         t0 = time.monotonic()
         last: dict[str, float] = {}
@@ -390,6 +422,10 @@ class Trainer:
                 if self.cancel.is_set():
                     stopped_by = "cancelled"
                     break
+                spent = budget_progress(
+                    self.step - start_step, cfg.iterations, time.monotonic() - t0, cfg.minutes
+                )
+                self.enter_phase(self.schedule_start + (1.0 - self.schedule_start) * spent)
                 batches = prefetch.get(self.step)
                 last = self.train_step(self.step, batches)
                 self.step += 1
@@ -407,23 +443,22 @@ class Trainer:
                         "step": self.step,
                         "time_s": round(now - t0, 3),
                         "lr": self._lr_at(self.step - 1),
+                        "phase": self.phase.name,
                         **last,
                     }
                     row.update(holdout if self.step % max(cfg.eval_every, 1) == 0 else {})
                     log.write(row)
-                    if tb is not None:
-                        for k, v in row.items():
-                            if k not in ("step", "time_s"):
-                                tb.add_scalar(k, v, self.step)
                 if cfg.preview_every and self.step % cfg.preview_every == 0:
                     self.preview()
                 snapshot = bool(cfg.snapshot_every) and self.step % cfg.snapshot_every == 0
                 if (cfg.save_every and self.step % cfg.save_every == 0) or snapshot:
                     self.save(snapshot=snapshot)
                 if self.progress is not None:
-                    step = StepReport(self.step, end_step, now - t0, last, faces_per_s, holdout)
+                    step = StepReport(
+                        self.step, end_step, now - t0, last, faces_per_s, holdout, self.phase.name
+                    )
                     losses = ", ".join(f"{k} {v:.4f}" for k, v in last.items() if k.startswith("loss_"))
-                    message = f"{losses}, {faces_per_s:.0f} faces/s"
+                    message = f"{losses}, {faces_per_s:.0f} faces/s, {self.phase.name}"
                     report(self.progress, "train", self.step, end_step, message, step)
         except KeyboardInterrupt:
             stopped_by = "interrupted"
@@ -431,8 +466,6 @@ class Trainer:
             prefetch.close()
             if log is not None:
                 log.close()
-            if tb is not None:
-                tb.close()
         if self.mdir.step != self.step:
             self.save()
         holdout = self.evaluate()
@@ -463,9 +496,15 @@ def train(
     resume: bool = False,
     progress: ProgressFn | None = None,
     cancel: threading.Event | None = None,
+    schedule_start: float = 0.0,
 ) -> TrainResult:
-    """Train (or with ``resume`` continue) a face-swap model on facesets A and B into ``out``."""
-    trainer = Trainer(a, b, out, config, resume=resume, progress=progress, cancel=cancel)
+    """Train (or with ``resume`` continue) a face-swap model on facesets A and B into ``out``.
+
+    ``schedule_start``: the share of the budget earlier runs spent, when ``config``'s iterations and
+    minutes are what is left of it (:mod:`faceloom.train.schedule`)."""
+    trainer = Trainer(
+        a, b, out, config, resume=resume, progress=progress, cancel=cancel, schedule_start=schedule_start
+    )
     try:
         return trainer.run()
     except RuntimeError as exc:

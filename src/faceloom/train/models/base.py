@@ -37,6 +37,10 @@ class TrainDefaults:
     coverage: float = 1.0  # share of the crop the model sees (1.0 = the whole crop)
     warp_strength: float = 1.0
     """Scale of the random grid warp's offsets; 1.0 is faceswap's (N(0, 5/256 of the side))."""
+    perceptual_weight: float = 0.0
+    """Weight of the perceptual loss on dlib's face network's early features (:mod:`..face_features`)."""
+    identity_weight: float = 0.0
+    """Weight of the identity loss on swaps (distance of dlib descriptors to the wanted person's mean)."""
     ema_decay: float = 0.0
     """Cap of the decay of the weight average that is saved and swapped with
     (:mod:`faceloom.train.ema`); 0 saves the raw trained weights, as faceswap does."""
@@ -45,14 +49,20 @@ class TrainDefaults:
 class FaceSwapModel(nn.Module):
     """One shared encoder and a decoder per person (``a`` and ``b``).
 
-    Subclasses set ``resolution``, ``crop``, ``has_mask`` and ``train_defaults``, build
+    Subclasses set ``resolutions``, ``crop``, ``has_mask`` and ``train_defaults``, build
     ``self.encoder`` and ``self.decoders = nn.ModuleDict({"a": ..., "b": ...})`` in ``__init__``
     from keyword arguments only, and store those kwargs in ``self._arch`` so ``arch_config()`` can
     rebuild the same network.
     """
 
     name: ClassVar[str] = ""
-    resolution: ClassVar[int] = 64
+    resolutions: ClassVar[tuple[int, ...]] = (64,)
+    """The sides (px) the architecture can be built at, the default first; an instance is built at
+    one of them (``resolution``)."""
+    side_from_faces: ClassVar[bool] = False
+    """A new model's side is picked from the faces' detail when none is asked for
+    (:func:`faceloom.train.resolution.model_side`); otherwise it is ``resolutions[0]``."""
+    resolution: int = 64
     crop: CropType = "face"
     """The crop type it is trained on; an instance may take another (``create_model(crop=...)``)."""
     has_mask: ClassVar[bool] = False
@@ -64,6 +74,20 @@ class FaceSwapModel(nn.Module):
     def __init__(self, **arch: Any) -> None:
         super().__init__()
         self._arch: dict[str, Any] = dict(arch)
+
+    @classmethod
+    def check_resolution(cls, resolution: int | None) -> int:
+        """The side to build at: ``resolution``, or the architecture's default when None.
+
+        Raises:
+            ValueError: the architecture is not offered at that side.
+        """
+        if resolution is None:
+            return cls.resolutions[0]
+        if resolution not in cls.resolutions:
+            sides = ", ".join(str(r) for r in cls.resolutions)
+            raise ValueError(f"{cls.name} is built at {sides} px, not {resolution}")
+        return resolution
 
     def use_crop(self, crop: CropType) -> None:
         """Train and run this network on another crop type than its architecture's; it is saved

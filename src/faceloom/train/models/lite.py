@@ -27,24 +27,26 @@ __all__ = ["LiteModel"]
 
 
 class LiteEncoder(nn.Module):
-    """Shared encoder. Shapes: (B, 3, 64, 64) -> (B, 4 * width, 8, 8)."""
+    """Shared encoder. Shapes: (B, 3, R, R) -> (B, 4 * width, R / 8, R / 8)."""
 
-    def __init__(self, width: int, latent: int) -> None:
+    def __init__(self, width: int, latent: int, resolution: int) -> None:
         super().__init__()
         chans = [3, width, 2 * width, 4 * width, 8 * width]
         self.convs = nn.Sequential(*(ConvBlock(a, b, tf_padding=False) for a, b in itertools.pairwise(chans)))
         self._deep = 8 * width
-        self.dense1 = dense(self._deep * 4 * 4, latent)
-        self.dense2 = dense(latent, self._deep * 4 * 4)
+        self._side = resolution // 16
+        cells = self._deep * self._side * self._side
+        self.dense1 = dense(cells, latent)
+        self.dense2 = dense(latent, cells)
         self.upscale = Upscale(self._deep, 4 * width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         z = self.dense2(self.dense1(self.convs(x).flatten(1)))
-        return self.upscale(z.view(-1, self._deep, 4, 4))  # type: ignore[no-any-return]
+        return self.upscale(z.view(-1, self._deep, self._side, self._side))  # type: ignore[no-any-return]
 
 
 class LiteDecoder(nn.Sequential):
-    """One person's decoder. Shapes: (B, 4 * width, 8, 8) -> (B, 3, 64, 64) in [0, 1]."""
+    """One person's decoder. Shapes: (B, 4 * width, R / 8, R / 8) -> (B, 3, R, R) in [0, 1]."""
 
     def __init__(self, width: int) -> None:
         super().__init__(
@@ -62,6 +64,7 @@ class LiteModel(FaceSwapModel):
     Args:
         width: channels of the first conv; the encoder goes w, 2w, 4w, 8w.
         latent: size of the dense bottleneck.
+        resolution: side in px, 64 (the default) or 128.
 
     Example:
         >>> m = LiteModel()
@@ -70,6 +73,7 @@ class LiteModel(FaceSwapModel):
         (torch.Size([2, 3, 64, 64]), None)
     """
 
+    resolutions = (64, 128)
     resolution = 64
     crop = "face"
     has_mask = False
@@ -94,9 +98,13 @@ class LiteModel(FaceSwapModel):
         ema_decay=0.999,
     )
 
-    def __init__(self, *, width: int = 32, latent: int = 256, **kwargs: Any) -> None:
+    def __init__(
+        self, *, width: int = 32, latent: int = 256, resolution: int | None = None, **kwargs: Any
+    ) -> None:
         if kwargs:
             raise TypeError(f"lite: unknown arguments {sorted(kwargs)}")
-        super().__init__(width=width, latent=latent)
-        self.encoder = LiteEncoder(width, latent)
+        res = self.check_resolution(resolution)
+        super().__init__(width=width, latent=latent, resolution=res)
+        self.resolution = res
+        self.encoder = LiteEncoder(width, latent, res)
         self.decoders = nn.ModuleDict({"a": LiteDecoder(width), "b": LiteDecoder(width)})

@@ -104,6 +104,7 @@ class OriginalModel(FaceSwapModel):
         (torch.Size([2, 3, 64, 64]), None)
     """
 
+    resolutions = (64,)
     resolution = 64
     crop = "face"  # faceswap "face" centering (its default); coverage below is 100 %
     has_mask = False  # faceswap learn_mask defaults to False

@@ -153,13 +153,23 @@ class TrainStage(Stage):
             if tc.minutes:
                 parts.append(run.extra["train_seconds"] / (tc.minutes * 60.0))
             losses = " ".join(f"{k} {v:.4f}" for k, v in r.losses.items() if k in ("loss_a", "loss_b"))
-            run.report(max(parts, default=0.0), f"step {r.step} {losses} {r.faces_per_s:.0f} faces/s")
+            message = f"step {r.step} {losses} {r.faces_per_s:.0f} faces/s, {r.phase}"
+            run.report(max(parts, default=0.0), message)
             if time.monotonic() - saved_at[0] >= STATE_SAVE_EVERY_S:
                 saved_at[0] = time.monotonic()
                 ws.state.write("train", running_record(run.extra, previous))
 
+        spent = [step0 / tc.iterations] if tc.iterations else []
+        spent += [base_s / (tc.minutes * 60.0)] if tc.minutes else []
         result = train(
-            ws.faceset_a, ws.faceset_b, ws.model_dir, config, resume=resume, progress=on_step, cancel=stop
+            ws.faceset_a,
+            ws.faceset_b,
+            ws.model_dir,
+            config,
+            resume=resume,
+            progress=on_step,
+            cancel=stop,
+            schedule_start=max(spent, default=0.0),
         )
         run.extra["train_seconds"] = base_s + result.seconds
         stopped_by = "plateau" if plateau.stopped else result.stopped_by

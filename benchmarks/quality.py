@@ -1,0 +1,297 @@
+"""Sharp swaps: the defaults ``faceloom run`` picks against the loom of before issue 21, for the same
+training time; prints one JSON object (progress goes to stderr).
+
+Two pairs (``--pair`` runs one):
+
+* ``s4``: A = GRID speaker s4 at 720x576 (faces about 235 px; 18 clips), B = GRID g1 + s1_more
+  (360x288); the converted video is s4's clip ``swau8a``, which no faceset holds.
+* ``crema``: A = GRID g1 + s1_more, B = CREMA-D actor 1001 (small faces: must not get worse); the
+  converted video is s1_more's last clip, which no faceset holds.
+
+Arms, taking turns of ``--slice`` seconds of training in one process so swings in host speed hit
+both alike (as benchmarks/train.py does):
+
+* ``before``: ``loom`` as it was: 128 px, one constant learning rate with the warp throughout,
+  upscale convs without ICNR;
+* ``after``: what ``faceloom run`` does by default now: the side picked from A's faces (at most
+  128 px on a CPU), the phased schedule (warp, decay from half-way, the last fifth without the
+  warp); other arms (``--arms``) take the side, the detail losses and the schedule apart.
+
+Each arm trains ``--minutes`` (training steps only are timed). Then for each: ``faceloom eval``'s
+figures (sharpness of rebuilds and swaps at the model's side, identity retrieval among every person
+of ``../shared/data``, pose error), and the held-out clip converted and scored (flicker and
+sharpness against the faces it replaced, at frame resolution). Saved beside the JSON in ``--out``:
+``<pair>_crops.png``, the same frames' faces side by side (source, before, after), and each arm's
+last preview sheet.
+
+Targets (issue 21): swap sharpness >= 0.8 at the model's side, video sharpness >= 0.6 (s4), identity
+retrieval >= 0.99, pose error <= 2 degrees, flicker ratio <= 1.1.
+
+Usage: python benchmarks/quality.py [--pair s4|crema|both] [--minutes 40] [--slice 30] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from benchmarks.common import add_data_argument  # noqa: E402
+from faceloom.runtime import pin_threads, quiet_native_logs  # noqa: E402
+
+quiet_native_logs()
+pin_threads()
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from faceloom.config import ConvertConfig, ExtractConfig, TrainConfig  # noqa: E402
+from faceloom.convert.pipeline import convert  # noqa: E402
+from faceloom.evaluation.evaluate import evaluate  # noqa: E402
+from faceloom.evaluation.flicker import face_regions  # noqa: E402
+from faceloom.extract import extract  # noqa: E402
+from faceloom.media.reader import iter_video  # noqa: E402
+from faceloom.train import schedule  # noqa: E402
+from faceloom.train.models.layers import Upscale, he_uniform_  # noqa: E402
+from faceloom.train.prefetch import Prefetcher  # noqa: E402
+from faceloom.train.trainer import Trainer  # noqa: E402
+
+VIDEO_KEYS = ("flicker_ratio", "sharpness_ratio", "detail_swapped", "detail_source")
+STORED_SIZE = 512
+ARMS = {
+    "before": TrainConfig(model="loom", resolution=128, schedule="constant"),
+    "after": TrainConfig(model="loom"),
+    "after_128": TrainConfig(model="loom", resolution=128),
+    "after_256": TrainConfig(model="loom", resolution=256),
+    "after_detail": TrainConfig(model="loom", perceptual_weight=0.5, identity_weight=0.3),
+    "after_late_decay": TrainConfig(model="loom"),
+}
+"""``before``: loom before issue 21 (ICNR is taken out after the model is built); ``after``: what
+``faceloom run`` picks now; the others take the side, the detail losses or the schedule apart."""
+SCHEDULE_VARIANTS: dict[str, dict[str, float]] = {"after_late_decay": {"DECAY_FROM": 0.8, "LR_FLOOR": 0.3}}
+"""Arms that train with other constants of :mod:`faceloom.train.schedule` (set during their turns)."""
+"""Stored head crops big enough for a 320 px whole_face model."""
+
+
+@dataclass(frozen=True)
+class Pair:
+    a: list[Path]
+    b: list[Path]
+    video: Path
+    a_every: int
+    b_every: int
+
+
+def pairs(data: Path) -> dict[str, Pair]:
+    grid = data / "grid"
+    s4 = sorted((grid / "s4_hq").glob("*.mpg"))
+    s1 = sorted((grid / "s1_more").glob("*.mpg"))
+    s4_video, s1_video = grid / "s4_hq" / "swau8a.mpg", s1[-1]
+    g1_s1 = [grid / "bbaf2n.mpg", *(p for p in s1 if p != s1_video)]
+    return {
+        "s4": Pair([p for p in s4 if p != s4_video], g1_s1, s4_video, 2, 3),
+        "crema": Pair(g1_s1, [data / "crema-d"], s1_video, 3, 1),
+    }
+
+
+def people(data: Path) -> dict[str, list[Path]]:
+    """Every person of the test data, for identity retrieval (g1 and s1 are the same man)."""
+    grid = data / "grid"
+    return {
+        "s1": [grid / "bbaf2n.mpg"],
+        "g2": [grid / "brbk7n.mpg"],
+        "g3": [grid / "id2_vcd_swwp2s.mpg", grid / "pwij3p.mpg"],
+        "s4": [grid / "s4_hq" / "swau8a.mpg"],
+        "crema": [data / "crema-d"],
+    }
+
+
+def faceset(out: Path, inputs: list[Path], every: int) -> Path:
+    if not (out / "faceset.json").is_file():
+        print(f"[quality] extracting {out.name}", file=sys.stderr, flush=True)
+        extract([str(p) for p in inputs], out, ExtractConfig(size=STORED_SIZE, every_n=every))
+    return out
+
+
+def plain_upscales(trainer: Trainer) -> None:
+    """Give the upscale convs the init they had before ICNR (HeUniform), in the trained weights and
+    in the weight average alike."""
+    with torch.no_grad():
+        for module in trainer.model.modules():
+            if isinstance(module, Upscale):
+                conv = module[0]
+                assert isinstance(conv, torch.nn.Conv2d)
+                he_uniform_(conv.weight)
+        if trainer.average is not None:
+            trainer.average.module.load_state_dict(trainer.model.state_dict())
+
+
+class Arm:
+    """One model of a pair, trained in slices; the phase follows the share of its minutes spent."""
+
+    def __init__(
+        self, a: Path, b: Path, out: Path, config: TrainConfig, minutes: float, before: bool
+    ) -> None:
+        self.trainer = Trainer(a, b, out, config)
+        if before:
+            plain_upscales(self.trainer)
+        self.prefetch = Prefetcher(self.trainer._batches, 0, depth=3)
+        self.trained_s, self.end = 0.0, minutes * 60.0
+        self.schedule: dict[str, float] = {}
+
+    @property
+    def done(self) -> bool:
+        return self.trained_s >= self.end
+
+    def advance(self, seconds: float) -> None:
+        stop = min(self.trained_s + seconds, self.end)
+        t = self.trainer
+        kept = {k: getattr(schedule, k) for k in self.schedule}
+        for k, v in self.schedule.items():
+            setattr(schedule, k, v)
+        try:
+            while self.trained_s < stop:
+                t.enter_phase(self.trained_s / self.end)
+                t0 = time.perf_counter()
+                t.train_step(t.step, self.prefetch.get(t.step))
+                t.step += 1
+                self.trained_s += time.perf_counter() - t0
+        finally:
+            for k, v in kept.items():
+                setattr(schedule, k, v)
+
+    def finish(self) -> dict[str, Any]:
+        self.prefetch.close()
+        t = self.trainer
+        t.save()
+        t.preview()
+        return {
+            "resolution": t.model.resolution,
+            "steps": t.step,
+            "faces_per_s": round(t.step * 2 * t.batch_size / max(self.trained_s, 1e-9), 2),
+            "last_phase": t.phase.name,
+        }
+
+
+def side_by_side(source: Path, videos: dict[str, Path], out: Path, n: int = 4) -> None:
+    """Faces of ``n`` frames spread over the clip: a row per frame, source then each video."""
+    lms = face_regions(source)
+    with_face = [i for i, f in enumerate(lms) if f]
+    picks = [with_face[k * (len(with_face) - 1) // max(n - 1, 1)] for k in range(n)] if with_face else []
+    frames: dict[str, list[np.ndarray]] = {}
+    for name, path in {"source": source, **videos}.items():
+        wanted = set(picks)
+        frames[name] = [f.rgb for i, f in enumerate(iter_video(path)) if i in wanted]
+    rows = []
+    for k, i in enumerate(picks):
+        pts = lms[i][0]
+        x0, y0 = pts.min(axis=0)
+        x1, y1 = pts.max(axis=0)
+        side = int(max(x1 - x0, y1 - y0) * 1.4)
+        cx, cy = int((x0 + x1) / 2), int((y0 + y1) / 2)
+        tiles = []
+        for name in frames:
+            img = frames[name][k]
+            ys, xs = max(cy - side // 2, 0), max(cx - side // 2, 0)
+            crop = img[ys : ys + side, xs : xs + side]
+            tiles.append(cv2.resize(crop, (256, 256), interpolation=cv2.INTER_CUBIC))
+        rows.append(np.hstack(tiles))
+    sheet = np.vstack(rows)
+    cv2.imwrite(str(out), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
+
+
+def eval_summary(report: dict[str, Any]) -> dict[str, Any]:
+    sharp, ident, video = report["sharpness"], report["identity"], report["video"]
+    pose = report.get("pose_expression", {})
+    return {
+        "swap_sharpness": {d: sharp[d]["ratio"] for d in sharp},
+        "swap_grid_ratio": {d: sharp[d]["grid_ratio"] for d in sharp},
+        "rebuild_sharpness": {s: report["reconstruction"][s]["sharpness"] for s in ("a", "b")},
+        "holdout_ssim": {s: report["reconstruction"][s]["ssim"] for s in ("a", "b")},
+        "id_retrieval_all": {d: ident[d]["id_retrieval_all"] for d in ident if isinstance(ident[d], dict)},
+        "people": max((v.get("people", 0) for v in ident.values() if isinstance(v, dict)), default=0),
+        "pose_error_deg": {d: v.get("pose_error_deg") for d, v in pose.items() if isinstance(v, dict)},
+        "video": {k: video[k] for k in VIDEO_KEYS},
+    }
+
+
+def run_pair(
+    name: str,
+    pair: Pair,
+    data: Path,
+    work: Path,
+    out: Path,
+    minutes: float,
+    slice_s: float,
+    arm_names: list[str],
+) -> dict[str, Any]:
+    fs = work / "facesets"
+    a = faceset(fs / f"{name}_a", pair.a, pair.a_every)
+    b = faceset(fs / f"{name}_b", pair.b, pair.b_every)
+    gallery = [faceset(fs / f"person_{p}", clips, 1) for p, clips in people(data).items()]
+    arms = {k: Arm(a, b, work / name / k, ARMS[k], minutes, k == "before") for k in arm_names}
+    for k, arm in arms.items():
+        arm.schedule = SCHEDULE_VARIANTS.get(k, {})
+    while not all(arm.done for arm in arms.values()):
+        for arm in arms.values():
+            if not arm.done:
+                arm.advance(slice_s)
+        state = ", ".join(f"{k} {v.trained_s / 60:.1f} min step {v.trainer.step}" for k, v in arms.items())
+        print(f"[quality {name}] {state}", file=sys.stderr, flush=True)
+    result: dict[str, Any] = {}
+    videos: dict[str, Path] = {}
+    for k, arm in arms.items():
+        result[k] = arm.finish()
+        model_dir = arm.trainer.mdir.root
+        shutil.copy(model_dir / "previews" / "latest.png", out / f"{name}_{k}_preview.png")
+        videos[k] = work / name / f"{k}.mp4"
+        convert(pair.video, model_dir, videos[k], ConvertConfig(), overwrite=True)
+        report = evaluate(model_dir, video=videos[k], source=pair.video, gallery=gallery)
+        (out / f"{name}_{k}_eval.json").write_text(json.dumps(report, indent=1, default=str))
+        result[k]["eval"] = eval_summary(report)
+        print(f"[quality {name}] {k}: {json.dumps(result[k]['eval'])}", file=sys.stderr, flush=True)
+    side_by_side(pair.video, videos, out / f"{name}_crops.png")
+    print(
+        f"[quality {name}] crops (source, {', '.join(videos)}): {out / f'{name}_crops.png'}", file=sys.stderr
+    )
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pair", choices=("s4", "crema", "both"), default="both")
+    parser.add_argument("--minutes", type=float, default=40.0)
+    parser.add_argument("--arms", default="before,after", help=f"Comma-separated, of: {', '.join(ARMS)}.")
+    parser.add_argument("--slice", type=float, default=30.0)
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out" / "quality")
+    parser.add_argument("--work", type=Path, default=None, help="Facesets and models (default: --out/work).")
+    add_data_argument(parser)
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    work = args.work or args.out / "work"
+    chosen = ("s4", "crema") if args.pair == "both" else (args.pair,)
+    all_pairs = pairs(args.data)
+    report: dict[str, Any] = {
+        "host": {"machine": platform.processor() or platform.machine(), "threads": torch.get_num_threads()},
+        "minutes": args.minutes,
+    }
+    for name in chosen:
+        arms = args.arms.split(",")
+        report[name] = run_pair(
+            name, all_pairs[name], args.data, work, args.out, args.minutes, args.slice, arms
+        )
+    print(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
