@@ -28,6 +28,17 @@ def dlib_model_path(name: str) -> str:
     return path
 
 
+def dlib_shape(landmarks: np.ndarray) -> Any:
+    """A ``dlib.full_object_detection`` of (68, 2) landmarks (rounded to pixels) in their bounding box:
+    what dlib's chip and descriptor functions take."""
+    import dlib
+
+    pts = [dlib.point(round(float(x)), round(float(y))) for x, y in landmarks]
+    lo, hi = landmarks.min(axis=0), landmarks.max(axis=0)
+    rect = dlib.rectangle(int(lo[0]), int(lo[1]), int(hi[0]), int(hi[1]))
+    return dlib.full_object_detection(rect, pts)
+
+
 class DlibDetector:
     def __init__(self, max_faces: int = 4, cnn: bool = False) -> None:
         import dlib

@@ -275,10 +275,9 @@ def chip_matrix(landmarks: np.ndarray) -> np.ndarray:
     (68, 2) landmarks (dlib fits its own mean face to them)."""
     import dlib
 
-    pts = [dlib.point(round(float(x)), round(float(y))) for x, y in landmarks]
-    lo, hi = landmarks.min(axis=0), landmarks.max(axis=0)
-    rect = dlib.rectangle(int(lo[0]), int(lo[1]), int(hi[0]), int(hi[1]))
-    details: Any = dlib.get_face_chip_details(dlib.full_object_detection(rect, pts), CHIP_SIZE, CHIP_PADDING)
+    from faceloom.faces.detect_dlib import dlib_shape
+
+    details: Any = dlib.get_face_chip_details(dlib_shape(landmarks), CHIP_SIZE, CHIP_PADDING)
     r = details.rect
     angle = float(details.angle)
     scale = (r.right() - r.left()) / (CHIP_SIZE - 1.0)  # image px per chip px

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from faceloom.faces.detect_dlib import dlib_model_path
+from faceloom.faces.detect_dlib import dlib_model_path, dlib_shape
 
 if TYPE_CHECKING:
     from faceloom.faces.faceset import Faceset
@@ -22,20 +22,14 @@ class FaceEmbedder:
     def __init__(self) -> None:
         import dlib
 
-        self._dlib: Any = dlib
         self._model = dlib.face_recognition_model_v1(
             dlib_model_path("dlib_face_recognition_resnet_model_v1.dat")
         )
 
     def embed(self, rgb: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
         """Args: rgb (H, W, 3) uint8; landmarks (68, 2) in that image. Returns (128,) float32."""
-        dlib = self._dlib
         img = np.ascontiguousarray(rgb, dtype=np.uint8)
-        pts = [dlib.point(round(float(x)), round(float(y))) for x, y in landmarks]
-        lo, hi = landmarks.min(axis=0), landmarks.max(axis=0)
-        rect = dlib.rectangle(int(lo[0]), int(lo[1]), int(hi[0]), int(hi[1]))
-        shape = dlib.full_object_detection(rect, pts)
-        return np.asarray(self._model.compute_face_descriptor(img, shape), dtype=np.float32)
+        return np.asarray(self._model.compute_face_descriptor(img, dlib_shape(landmarks)), dtype=np.float32)
 
 
 def mean_embedding(embeddings: list[np.ndarray] | np.ndarray) -> np.ndarray:
