@@ -2,9 +2,9 @@
 
 The UI never trains, extracts or converts in its own process. A job is::
 
-    nice -n 10 python -m faceloom run --workspace DIR [--only STAGE ...] [--iterations N | --minutes M]
+    python -m faceloom run --workspace DIR [--only STAGE ...] [--iterations N | --minutes M]
 
-without ``--json``, so the log shows each stage's progress as it goes. It starts in a new session
+at niceness 10, without ``--json``, so the log shows each stage's progress as it goes. It starts in a new session
 (its own process group), stdout and stderr going to ``DIR/ui-logs/<job id>.log``. The manager keeps
 every job in ``<state dir>/jobs.json`` (written atomically on every change), so closing the page
 changes nothing and a restarted server finds its jobs again: a job still running is adopted (its
@@ -291,9 +291,6 @@ class JobManager:
         """
         log = Path(job.log)
         cmd = self.command(job)
-        nice_bin = shutil.which("nice")
-        if self.nice and nice_bin:
-            cmd = [nice_bin, "-n", str(self.nice), *cmd]
         exe = cmd[0] if os.path.isabs(cmd[0]) else shutil.which(cmd[0]) or cmd[0]
         try:
             ensure_dir(log.parent)
@@ -317,7 +314,10 @@ class JobManager:
             job.error = f"cannot start the job: {exc}"
             job.finished = time.time()
             return
-        if self.nice and not nice_bin:
+        if self.nice:
+            # Set from here, not by a `nice` wrapper: posix_spawn returns once the child has exec'd,
+            # so the job is at its niceness before it can start anything, and a reader never sees
+            # the wrapper's moment at niceness 0.
             with contextlib.suppress(OSError):
                 os.setpriority(os.PRIO_PROCESS, pid, self.nice)
         self._children.add(job.id)
