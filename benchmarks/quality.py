@@ -62,7 +62,7 @@ from faceloom.evaluation.flicker import face_regions  # noqa: E402
 from faceloom.extract import extract  # noqa: E402
 from faceloom.media.reader import iter_video  # noqa: E402
 from faceloom.train import schedule  # noqa: E402
-from faceloom.train.models.layers import Upscale, he_uniform_  # noqa: E402
+from faceloom.train.models.layers import Upscale, icnr_  # noqa: E402
 from faceloom.train.prefetch import Prefetcher  # noqa: E402
 from faceloom.train.trainer import Trainer  # noqa: E402
 
@@ -75,9 +75,12 @@ ARMS = {
     "after_256": TrainConfig(model="loom", resolution=256),
     "after_detail": TrainConfig(model="loom", perceptual_weight=0.5, identity_weight=0.3),
     "after_late_decay": TrainConfig(model="loom"),
+    "after_icnr": TrainConfig(model="loom"),
 }
-"""``before``: loom before issue 21 (ICNR is taken out after the model is built); ``after``: what
-``faceloom run`` picks now; the others take the side, the detail losses or the schedule apart."""
+"""``before``: loom before issue 21; ``after``: what ``faceloom run`` picks now; the others take the
+side, the detail losses, the schedule or the upscales' initialisation apart."""
+ICNR_ARMS = frozenset({"after_icnr"})
+"""Arms whose upscale convs start from ICNR (loom's ``icnr`` option, off by default)."""
 SCHEDULE_VARIANTS: dict[str, dict[str, float]] = {"after_late_decay": {"DECAY_FROM": 0.8, "LR_FLOOR": 0.3}}
 """Arms that train with other constants of :mod:`faceloom.train.schedule` (set during their turns)."""
 """Stored head crops big enough for a 320 px whole_face model."""
@@ -123,15 +126,14 @@ def faceset(out: Path, inputs: list[Path], every: int) -> Path:
     return out
 
 
-def plain_upscales(trainer: Trainer) -> None:
-    """Give the upscale convs the init they had before ICNR (HeUniform), in the trained weights and
-    in the weight average alike."""
+def icnr_upscales(trainer: Trainer) -> None:
+    """Start the upscale convs from ICNR, in the trained weights and in the weight average alike."""
     with torch.no_grad():
         for module in trainer.model.modules():
             if isinstance(module, Upscale):
                 conv = module[0]
                 assert isinstance(conv, torch.nn.Conv2d)
-                he_uniform_(conv.weight)
+                icnr_(conv.weight)
         if trainer.average is not None:
             trainer.average.module.load_state_dict(trainer.model.state_dict())
 
@@ -139,12 +141,10 @@ def plain_upscales(trainer: Trainer) -> None:
 class Arm:
     """One model of a pair, trained in slices; the phase follows the share of its minutes spent."""
 
-    def __init__(
-        self, a: Path, b: Path, out: Path, config: TrainConfig, minutes: float, before: bool
-    ) -> None:
+    def __init__(self, a: Path, b: Path, out: Path, config: TrainConfig, minutes: float, icnr: bool) -> None:
         self.trainer = Trainer(a, b, out, config)
-        if before:
-            plain_upscales(self.trainer)
+        if icnr:
+            icnr_upscales(self.trainer)
         self.prefetch = Prefetcher(self.trainer._batches, 0, depth=3)
         self.trained_s, self.end = 0.0, minutes * 60.0
         self.schedule: dict[str, float] = {}
@@ -239,7 +239,7 @@ def run_pair(
     a = faceset(fs / f"{name}_a", pair.a, pair.a_every)
     b = faceset(fs / f"{name}_b", pair.b, pair.b_every)
     gallery = [faceset(fs / f"person_{p}", clips, 1) for p, clips in people(data).items()]
-    arms = {k: Arm(a, b, work / name / k, ARMS[k], minutes, k == "before") for k in arm_names}
+    arms = {k: Arm(a, b, work / name / k, ARMS[k], minutes, k in ICNR_ARMS) for k in arm_names}
     for k, arm in arms.items():
         arm.schedule = SCHEDULE_VARIANTS.get(k, {})
     while not all(arm.done for arm in arms.values()):
