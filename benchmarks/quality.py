@@ -66,7 +66,7 @@ from faceloom.train.models.layers import Upscale, icnr_  # noqa: E402
 from faceloom.train.prefetch import Prefetcher  # noqa: E402
 from faceloom.train.trainer import Trainer  # noqa: E402
 
-VIDEO_KEYS = ("flicker_ratio", "sharpness_ratio", "detail_swapped", "detail_source")
+VIDEO_KEYS = ("flicker_ratio", "sharpness_ratio", "detail_from_source", "detail_swapped", "detail_source")
 STORED_SIZE = 512
 ARMS = {
     "before": TrainConfig(model="loom", resolution=128, schedule="constant"),

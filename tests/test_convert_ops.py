@@ -14,15 +14,18 @@ import cv2
 import numpy as np
 import pytest
 
+from faceloom.config import ConvertConfig
 from faceloom.convert.blend import BORDER, paste_face, sharpen, soften_mask
 from faceloom.convert.color import ColorMethod, match_color
+from faceloom.convert.compose import Blender
+from faceloom.convert.frames import FaceJob
 from faceloom.convert.segment import Segmenter
 from faceloom.convert.smoothing import OneEuroFilter, TrackSmoother
 from faceloom.evaluation.crops import crop_landmarks
 from faceloom.faces.align import alignment_matrix, derive_crop, transform_points, warp_crop
 from faceloom.faces.faceset import FaceRecord, Faceset
-from faceloom.faces.landmarks import interocular
-from faceloom.faces.masks import hull_mask
+from faceloom.faces.landmarks import LEFT_EYE, MOUTH, RIGHT_EYE, interocular
+from faceloom.faces.masks import features_mask, hull_mask
 from faceloom.media.reader import iter_video
 
 
@@ -191,6 +194,25 @@ def test_soften_mask_stays_inside_the_support_and_off_the_border(
     near[:band], near[-band:], near[:, :band], near[:, -band:] = False, False, False, False
     assert np.all(grown[near] == 1)
     assert np.all(soften_mask(np.ones((64, 64), np.float32), erode=-0.2)[0] == 0)
+
+
+def test_a_learned_mask_never_keeps_the_old_eyes_or_mouth(g1: Faceset, records: list[FaceRecord]) -> None:
+    """A learned mask part-way through training has holes at the eyes and mouth; the swap still
+    replaces them, and the learned mask keeps deciding the edge."""
+    size = 128
+    crop, hull = face_and_mask(g1, records[20], size)
+    pts = crop_landmarks(records[20], "face", size)
+    holes = np.zeros_like(hull)
+    for part in (RIGHT_EYE, LEFT_EYE, MOUTH):
+        cv2.fillConvexPoly(holes, cv2.convexHull(pts[part].round().astype(np.int32)), (1.0,))
+    learned = hull * (1 - holes)
+    job = FaceJob(0, np.eye(2, 3), pts, crop, crop, learned)
+    mask = Blender(ConvertConfig(mask="learned"), True, None).face_mask(job)
+    assert np.all(mask[holes > 0] > 0.97)
+    assert np.all(mask[features_mask(pts, size) > 0] >= learned[features_mask(pts, size) > 0])
+    assert np.array_equal(mask[hull == 0], learned[hull == 0])  # outside the features: the learned edge
+    edge_only = learned * (features_mask(pts, size) == 0)
+    assert (edge_only > 0.5).sum() > 0.2 * (hull > 0.5).sum()
 
 
 # ---- pasting back -------------------------------------------------------------------------------

@@ -11,7 +11,14 @@ import numpy as np
 import pytest
 
 from faceloom.checks import ShapeError
-from faceloom.evaluation.sharpness import detail_energy, grid_energy, laplacian_variance, sharpness_ratio
+from faceloom.evaluation.flicker import SOURCE_DETAIL_WARN
+from faceloom.evaluation.sharpness import (
+    detail_energy,
+    detail_kept,
+    grid_energy,
+    laplacian_variance,
+    sharpness_ratio,
+)
 from faceloom.faces.detect import create_detector
 from faceloom.media.reader import iter_video
 
@@ -76,6 +83,24 @@ def test_a_pixel_grid_adds_no_detail(faces: list[tuple[np.ndarray, np.ndarray]])
                 grid_energy(gridded, mask) > 2 * grid_energy(frame, mask) > 4 * grid_energy(blurred, mask)
             ), name
         assert grid_energy(frame, mask) < detail_energy(frame, mask)
+
+
+def test_the_old_face_showing_through_is_told_from_the_swaps_own_detail(
+    faces: list[tuple[np.ndarray, np.ndarray]],
+) -> None:
+    """A soft swap whose mask keeps the old eyes scores higher on sharpness; ``detail_kept`` says
+    why, and the video measure's warning threshold separates it from a swap of the whole face."""
+    for frame, mask in faces:
+        soft = cv2.GaussianBlur(frame, (0, 0), 2.5)
+        ys = np.nonzero(mask.any(axis=1))[0]
+        top, height = ys[0], ys[-1] - ys[0]
+        eyes = np.zeros_like(mask)
+        eyes[top : top + int(0.4 * height)] = 1  # the band of brows and eyes
+        leaky = np.where(eyes[..., None] * mask[..., None] > 0, frame, soft).astype(np.uint8)
+        assert detail_kept(frame, frame, mask) == pytest.approx(1.0)
+        assert detail_kept(soft, frame, mask) < 0.3
+        assert detail_kept(leaky, frame, mask) > SOURCE_DETAIL_WARN
+        assert sharpness_ratio(leaky, frame, mask) > 1.5 * sharpness_ratio(soft, frame, mask)
 
 
 def test_shapes_are_checked() -> None:

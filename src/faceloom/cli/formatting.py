@@ -78,6 +78,7 @@ def eval_lines(result: dict[str, Any]) -> list[str]:
         lines.append(
             f"  flicker: {v['flicker_swapped']} vs source {v['flicker_source']} "
             f"-> ratio {v['flicker_ratio']}; sharpness {v.get('sharpness_ratio')} of the replaced face's "
-            f"detail ({v['frames']} frames, {v['face_frames']} with a face)"
+            f"detail, {v.get('detail_from_source')} of it kept from the source "
+            f"({v['frames']} frames, {v['face_frames']} with a face)"
         )
     return lines

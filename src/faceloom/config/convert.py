@@ -33,7 +33,9 @@ class ConvertConfig(Settings):
         high=1.0,
     )
     mask: MaskChoice = setting(
-        "auto", "auto = learned if the model has one, else hull; segment keeps hands in front."
+        "auto",
+        "auto = learned if the model has one (its edge; eyes, nose and mouth always swapped), else hull; "
+        "segment keeps hands in front.",
     )
     erode: float = setting(
         0.0,

@@ -13,7 +13,7 @@ from faceloom.config import ConvertConfig
 from faceloom.convert.blend import paste_face, sharpen, soften_mask
 from faceloom.convert.color import match_color
 from faceloom.convert.frames import FaceJob, FrameJob
-from faceloom.faces.masks import hull_mask
+from faceloom.faces.masks import features_mask, hull_mask
 from faceloom.media.credentials import Credentials
 from faceloom.media.writer import FrameFilter
 
@@ -41,8 +41,9 @@ class Blender:
             mask = hull_mask(face.landmarks, size)
         elif self.mask_kind in ("learned", "both"):
             assert face.mask is not None
-            # The learned mask may spill over the crop edge; the hull (grown) bounds it.
-            mask = face.mask
+            # The learned mask shapes the edge; it never keeps the old face's eyes or mouth, which
+            # a mask part-way through training leaves as holes (the swap would show A's own eyes).
+            mask = np.maximum(face.mask, features_mask(face.landmarks, size))
         else:
             mask = hull_mask(face.landmarks, size)
         if self.segmenter is not None:

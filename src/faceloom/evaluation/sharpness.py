@@ -9,6 +9,8 @@ usual blur measure, counts such a grid fully.
 :func:`sharpness_ratio` compares a made face with a real one at the same size: 1.0 is as detailed.
 :func:`grid_energy` measures what the band leaves out on purpose: the energy at the Nyquist
 frequency, where a pixel-shuffle grid lives and natural images hold little.
+:func:`detail_kept` tells a swap's own detail from the replaced face's showing through: a mask
+with holes at the eyes keeps the old, sharp eyes, and the ratio alone would count them.
 """
 
 from __future__ import annotations
@@ -64,6 +66,20 @@ def sharpness_ratio(made: np.ndarray, real: np.ndarray, mask: np.ndarray | None 
         raise ValueError(f"made {made.shape[:2]} and real {real.shape[:2]} differ in size")
     reference = detail_energy(real, mask)
     return detail_energy(made, mask) / reference if reference > 0 else float("nan")
+
+
+def detail_kept(made: np.ndarray, real: np.ndarray, mask: np.ndarray) -> float:
+    """The share of ``real``'s detail band that ``made`` still holds, inside ``mask``: the
+    least-squares gain of ``real``'s band in ``made``'s (1 = all of it, 0 = none: a new face).
+
+    Args:
+        made, real: (H, W, 3) uint8 RGB of one size; mask: (H, W) weights in 0..1.
+    """
+    check_shape(mask, "H W", "mask", H=real.shape[0], W=real.shape[1])
+    b_made, b_real = detail_band(made), detail_band(real)
+    w = mask.astype(np.float32)
+    energy = float((w * b_real * b_real).sum())
+    return float((w * b_made * b_real).sum()) / energy if energy > 0 else float("nan")
 
 
 NYQUIST = np.array([1.0, -2.0, 1.0], np.float32) / 4

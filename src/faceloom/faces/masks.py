@@ -10,7 +10,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from faceloom.faces.landmarks import LEFT_BROW, LEFT_EYE, MOUTH, RIGHT_BROW, RIGHT_EYE, interocular
+from faceloom.faces.landmarks import INNER, LEFT_BROW, LEFT_EYE, MOUTH, RIGHT_BROW, RIGHT_EYE, interocular
 
 _SHIFT = 4
 """Sub-pixel bits for OpenCV polygon filling: points are drawn at 1/16 px precision."""
@@ -108,6 +108,29 @@ def hull_mask(landmarks: np.ndarray, size: int, *, blur: float = 0) -> np.ndarra
     if blur > 0:
         mask = np.asarray(cv2.GaussianBlur(mask, (0, 0), sigmaX=float(blur), borderType=cv2.BORDER_CONSTANT))
     return np.clip(mask, 0.0, 1.0).astype(np.float32, copy=False)
+
+
+def features_mask(landmarks: np.ndarray, size: int) -> np.ndarray:
+    """The brows, eyes, nose and mouth (the hull of points 17-67, grown by ``FEATURE_MARGIN`` times
+    the interocular distance, its edge feathered over that margin): the part of the face a swap
+    always replaces, whatever a learned mask says.
+
+    Args:
+        landmarks: :math:`(68, 2)` points in pixels of the crop the mask is for.
+        size: side of the square crop in pixels.
+
+    Returns:
+        :math:`(size, size)` float32 mask in :math:`[0, 1]`, zero outside :func:`hull_mask`'s region;
+        above 0.97 on the hull of points 17-67.
+    """
+    pts = _check(landmarks, size)
+    margin = FEATURE_MARGIN * interocular(pts)
+    grown = _grown_region(size, pts[INNER], margin).astype(np.float32)
+    if margin > 0.5:
+        grown = np.asarray(cv2.GaussianBlur(grown, (0, 0), margin / 3, borderType=cv2.BORDER_CONSTANT))
+    face = np.zeros((size, size), dtype=np.uint8)
+    _fill_hull(face, extended_points(pts), 1)
+    return np.asarray(np.clip(grown, 0.0, 1.0) * face, dtype=np.float32)
 
 
 def _grown_region(size: int, points: np.ndarray, radius: float) -> np.ndarray:

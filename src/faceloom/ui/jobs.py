@@ -4,9 +4,9 @@ The UI never trains, extracts or converts in its own process. A job is::
 
     python -m faceloom run --workspace DIR [--only STAGE ...] [--iterations N | --minutes M]
 
-at niceness 10, without ``--json``, so the log shows each stage's progress as it goes. It starts in a new session
-(its own process group), stdout and stderr going to ``DIR/ui-logs/<job id>.log``. The manager keeps
-every job in ``<state dir>/jobs.json`` (written atomically on every change), so closing the page
+at niceness 10, without ``--json``, so the log shows each stage's progress as it goes. It starts in
+a new session (its own process group), stdout and stderr going to ``DIR/ui-logs/<job id>.log``. The
+manager keeps every job in ``<state dir>/jobs.json`` (written atomically on every change), so closing the page
 changes nothing and a restarted server finds its jobs again: a job still running is adopted (its
 pid and the process start time checked, so a recycled pid is not mistaken for it), one that ended
 meanwhile gets its outcome from the workspace's stage states.
