@@ -7,6 +7,8 @@ Two pairs (``--pair`` runs one):
   (360x288); the converted video is s4's clip ``swau8a``, which no faceset holds.
 * ``crema``: A = GRID g1 + s1_more, B = CREMA-D actor 1001 (small faces: must not get worse); the
   converted video is s1_more's last clip, which no faceset holds.
+* ``demo``: ``faceloom demo``'s reenactment (CREMA-D 1001's ANG/DIS/FEA clips against the others,
+  the ANG clip converted), for the demo's choice of model: ``--arms lite_64,lite_128 --minutes 8``.
 
 Arms, taking turns of ``--slice`` seconds of training in one process so swings in host speed hit
 both alike (as benchmarks/train.py does):
@@ -14,8 +16,9 @@ both alike (as benchmarks/train.py does):
 * ``before``: ``loom`` as it was: 128 px, one constant learning rate with the warp throughout,
   upscale convs without ICNR;
 * ``after``: what ``faceloom run`` does by default now: the side picked from A's faces (at most
-  128 px on a CPU), the phased schedule (warp, decay from half-way, the last fifth without the
-  warp); other arms (``--arms``) take the side, the detail losses and the schedule apart.
+  128 px on a CPU), upscales started from ICNR, the phased schedule (warp, decay from half-way,
+  the last fifth without the warp); other arms (``--arms``) take the side, ICNR, the detail
+  losses and the schedule apart.
 
 Each arm trains ``--minutes`` (training steps only are timed). Then for each: ``faceloom eval``'s
 figures (sharpness of rebuilds and swaps at the model's side, identity retrieval among every person
@@ -27,7 +30,7 @@ last preview sheet.
 Targets (issue 21): swap sharpness >= 0.8 at the model's side, video sharpness >= 0.6 (s4), identity
 retrieval >= 0.99, pose error <= 2 degrees, flicker ratio <= 1.1.
 
-Usage: python benchmarks/quality.py [--pair s4|crema|both] [--minutes 40] [--slice 30] [--out DIR]
+Usage: python benchmarks/quality.py [--pair s4|crema|demo|both] [--minutes 40] [--slice 30] [--out DIR]
 """
 
 from __future__ import annotations
@@ -62,9 +65,10 @@ from faceloom.evaluation.flicker import face_regions  # noqa: E402
 from faceloom.extract import extract  # noqa: E402
 from faceloom.media.reader import iter_video  # noqa: E402
 from faceloom.train import schedule  # noqa: E402
-from faceloom.train.models.layers import Upscale, icnr_  # noqa: E402
+from faceloom.train.models.layers import Upscale, he_uniform_  # noqa: E402
 from faceloom.train.prefetch import Prefetcher  # noqa: E402
 from faceloom.train.trainer import Trainer  # noqa: E402
+from faceloom.workspace.demo import split_reenactment  # noqa: E402
 
 VIDEO_KEYS = ("flicker_ratio", "sharpness_ratio", "detail_from_source", "detail_swapped", "detail_source")
 STORED_SIZE = 512
@@ -75,12 +79,14 @@ ARMS = {
     "after_256": TrainConfig(model="loom", resolution=256),
     "after_detail": TrainConfig(model="loom", perceptual_weight=0.5, identity_weight=0.3),
     "after_late_decay": TrainConfig(model="loom"),
-    "after_icnr": TrainConfig(model="loom"),
+    "after_plain": TrainConfig(model="loom"),
+    "lite_64": TrainConfig(model="lite", resolution=64),
+    "lite_128": TrainConfig(model="lite", resolution=128),
 }
 """``before``: loom before issue 21; ``after``: what ``faceloom run`` picks now; the others take the
 side, the detail losses, the schedule or the upscales' initialisation apart."""
-ICNR_ARMS = frozenset({"after_icnr"})
-"""Arms whose upscale convs start from ICNR (loom's ``icnr`` option, off by default)."""
+PLAIN_ARMS = frozenset({"before", "after_plain"})
+"""Arms whose upscale convs start from HeUniform, as before ICNR (loom's ``icnr``) was the default."""
 SCHEDULE_VARIANTS: dict[str, dict[str, float]] = {"after_late_decay": {"DECAY_FROM": 0.8, "LR_FLOOR": 0.3}}
 """Arms that train with other constants of :mod:`faceloom.train.schedule` (set during their turns)."""
 """Stored head crops big enough for a 320 px whole_face model."""
@@ -96,14 +102,17 @@ class Pair:
 
 
 def pairs(data: Path) -> dict[str, Pair]:
+    """The pairs, each a list of A's and B's inputs, the clip converted, and the frame steps."""
     grid = data / "grid"
     s4 = sorted((grid / "s4_hq").glob("*.mpg"))
     s1 = sorted((grid / "s1_more").glob("*.mpg"))
     s4_video, s1_video = grid / "s4_hq" / "swau8a.mpg", s1[-1]
+    demo = split_reenactment(sorted((data / "crema-d").glob("*.flv")))
     g1_s1 = [grid / "bbaf2n.mpg", *(p for p in s1 if p != s1_video)]
     return {
         "s4": Pair([p for p in s4 if p != s4_video], g1_s1, s4_video, 2, 3),
         "crema": Pair(g1_s1, [data / "crema-d"], s1_video, 3, 1),
+        "demo": Pair([Path(p) for p in demo.a], [Path(p) for p in demo.b], Path(demo.target), 1, 1),
     }
 
 
@@ -126,14 +135,15 @@ def faceset(out: Path, inputs: list[Path], every: int) -> Path:
     return out
 
 
-def icnr_upscales(trainer: Trainer) -> None:
-    """Start the upscale convs from ICNR, in the trained weights and in the weight average alike."""
+def plain_upscales(trainer: Trainer) -> None:
+    """Start the upscale convs from HeUniform (no ICNR), in the trained weights and in the weight
+    average alike."""
     with torch.no_grad():
         for module in trainer.model.modules():
             if isinstance(module, Upscale):
                 conv = module[0]
                 assert isinstance(conv, torch.nn.Conv2d)
-                icnr_(conv.weight)
+                he_uniform_(conv.weight)
         if trainer.average is not None:
             trainer.average.module.load_state_dict(trainer.model.state_dict())
 
@@ -141,10 +151,10 @@ def icnr_upscales(trainer: Trainer) -> None:
 class Arm:
     """One model of a pair, trained in slices; the phase follows the share of its minutes spent."""
 
-    def __init__(self, a: Path, b: Path, out: Path, config: TrainConfig, minutes: float, icnr: bool) -> None:
+    def __init__(self, a: Path, b: Path, out: Path, config: TrainConfig, minutes: float, plain: bool) -> None:
         self.trainer = Trainer(a, b, out, config)
-        if icnr:
-            icnr_upscales(self.trainer)
+        if plain:
+            plain_upscales(self.trainer)
         self.prefetch = Prefetcher(self.trainer._batches, 0, depth=3)
         self.trained_s, self.end = 0.0, minutes * 60.0
         self.schedule: dict[str, float] = {}
@@ -239,7 +249,7 @@ def run_pair(
     a = faceset(fs / f"{name}_a", pair.a, pair.a_every)
     b = faceset(fs / f"{name}_b", pair.b, pair.b_every)
     gallery = [faceset(fs / f"person_{p}", clips, 1) for p, clips in people(data).items()]
-    arms = {k: Arm(a, b, work / name / k, ARMS[k], minutes, k in ICNR_ARMS) for k in arm_names}
+    arms = {k: Arm(a, b, work / name / k, ARMS[k], minutes, k in PLAIN_ARMS) for k in arm_names}
     for k, arm in arms.items():
         arm.schedule = SCHEDULE_VARIANTS.get(k, {})
     while not all(arm.done for arm in arms.values()):
@@ -269,7 +279,7 @@ def run_pair(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--pair", choices=("s4", "crema", "both"), default="both")
+    parser.add_argument("--pair", choices=("s4", "crema", "demo", "both"), default="both")
     parser.add_argument("--minutes", type=float, default=40.0)
     parser.add_argument("--arms", default="before,after", help=f"Comma-separated, of: {', '.join(ARMS)}.")
     parser.add_argument("--slice", type=float, default=30.0)

@@ -306,6 +306,9 @@ def test_icnr_upscales_start_as_nearest_neighbour_and_old_loom_models_load() -> 
     plain = Upscale(16, 8)(torch.rand(2, 16, 8, 8)).unfold(2, 2, 2).unfold(3, 2, 2)
     assert not torch.allclose(plain, plain[..., :1, :1].expand_as(plain))
     m = create_model("loom")
+    first_up = next(u for u in m.decoders["b"].modules() if isinstance(u, Upscale))  # loom starts from ICNR
+    fresh = first_up(torch.rand(1, first_up[0].in_channels, 8, 8)).unfold(2, 2, 2).unfold(3, 2, 2)
+    assert torch.allclose(fresh, fresh[..., :1, :1].expand_as(fresh))
     old_arch = {k: v for k, v in m.arch_config().items() if k not in ("icnr", "resolution")}
     old = create_model("loom", **old_arch)
     old.load_state_dict(m.state_dict(), strict=True)

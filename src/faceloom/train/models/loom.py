@@ -15,13 +15,15 @@ Why this shape is fast on a CPU:
 * the residual blocks sit at 16, 32 and 64 px, where they are cheap and where the face's
   structure and detail are decided;
 * upsampling is a pixel shuffle (a conv at the low resolution, then a free rearrangement) rather
-  than a transposed conv or a conv after resizing. ICNR (``icnr=True``: each sub-pixel's kernel
-  the same, so a fresh upscale is a nearest-neighbour one) is an option, not the default: at 200
-  steps (GRID g3 / CREMA-D, seed 0) it cut eval's grid ratio of the swaps from 0.48 / 1.82 to
-  0.38 / 0.73 and raised held-out SSIM from 0.772 / 0.610 to 0.805 / 0.640 (A / B), but in
-  benchmarks/quality.py (s4 pair, 7 and 10 minutes) the videos converted by the ICNR + phased runs
-  were visibly softer in the eyes (video sharpness 0.50 against 0.75-0.77), and no run has yet
-  taken the two apart;
+  than a transposed conv or a conv after resizing, started from ICNR (each sub-pixel's kernel the
+  same, so a fresh upscale is a nearest-neighbour one and there is no sub-pixel grid to unlearn;
+  ``icnr=False`` starts them from HeUniform as before). benchmarks/quality.py, s4 pair, 10 minutes
+  each in turns (about 350 steps): ICNR cut the swaps' grid ratio from 0.73 / 0.55 to 0.43 / 0.50
+  and raised swap sharpness from 0.54 / 0.65 to 0.57 / 0.75, held-out SSIM from 0.813 / 0.794 to
+  0.836 / 0.827 and the converted video's sharpness from 0.47 to 0.49 (A->B / B->A); at 200 steps
+  on GRID g3 / CREMA-D it had cut the grid ratio from 0.48 / 1.82 to 0.38 / 0.73. (An earlier
+  run that seemed to show ICNR softer had a learned mask leaking the old eyes into the other arm's
+  video; convert no longer lets a learned mask do that.)
 * the 4x4 layers use the im2col path of :class:`~faceloom.train.models.original.SameConv2d`
   under bf16;
 * the mask shares the decoder trunk and costs one output channel.
@@ -192,7 +194,7 @@ class LoomModel(FaceSwapModel):
         latent: int = 512,
         res_blocks: int = 3,
         resolution: int | None = None,
-        icnr: bool = False,
+        icnr: bool = True,
         **kwargs: Any,
     ) -> None:
         if kwargs:
