@@ -307,7 +307,9 @@ def test_icnr_upscales_start_as_nearest_neighbour_and_old_loom_models_load() -> 
     assert not torch.allclose(plain, plain[..., :1, :1].expand_as(plain))
     m = create_model("loom")
     first_up = next(u for u in m.decoders["b"].modules() if isinstance(u, Upscale))  # loom starts from ICNR
-    fresh = first_up(torch.rand(1, first_up[0].in_channels, 8, 8)).unfold(2, 2, 2).unfold(3, 2, 2)
+    conv = first_up[0]
+    assert isinstance(conv, torch.nn.Conv2d)
+    fresh = first_up(torch.rand(1, conv.in_channels, 8, 8)).unfold(2, 2, 2).unfold(3, 2, 2)
     assert torch.allclose(fresh, fresh[..., :1, :1].expand_as(fresh))
     old_arch = {k: v for k, v in m.arch_config().items() if k not in ("icnr", "resolution")}
     old = create_model("loom", **old_arch)
