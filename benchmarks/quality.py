@@ -72,6 +72,7 @@ from faceloom.workspace.demo import split_reenactment  # noqa: E402
 
 VIDEO_KEYS = ("flicker_ratio", "sharpness_ratio", "detail_from_source", "detail_swapped", "detail_source")
 STORED_SIZE = 512
+"""Stored head crops big enough for a 320 px whole_face model."""
 ARMS = {
     "before": TrainConfig(model="loom", resolution=128, schedule="constant"),
     "after": TrainConfig(model="loom"),
@@ -89,7 +90,6 @@ PLAIN_ARMS = frozenset({"before", "after_plain"})
 """Arms whose upscale convs start from HeUniform, as before ICNR (loom's ``icnr``) was the default."""
 SCHEDULE_VARIANTS: dict[str, dict[str, float]] = {"after_late_decay": {"DECAY_FROM": 0.8, "LR_FLOOR": 0.3}}
 """Arms that train with other constants of :mod:`faceloom.train.schedule` (set during their turns)."""
-"""Stored head crops big enough for a 320 px whole_face model."""
 
 
 @dataclass(frozen=True)

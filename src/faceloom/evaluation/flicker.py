@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from faceloom.errors import InputError
-from faceloom.evaluation.sharpness import detail_energy, detail_kept
+from faceloom.evaluation.sharpness import detail_pair
 from faceloom.faces.masks import hull_mask
 from faceloom.metrics import flicker
 from faceloom.progress import ProgressFn, report
@@ -119,8 +119,9 @@ def video_flicker(
         for made, real, faces in zip(_frames(swapped, n), _frames(source, n), regions, strict=True):
             if faces:
                 mask = region_mask(faces, h, w)
-                detail.append((detail_energy(made, mask), detail_energy(real, mask)))
-                kept.append(detail_kept(made, real, mask))
+                d_made, d_real, share = detail_pair(made, real, mask)
+                detail.append((d_made, d_real))
+                kept.append(share)
             yield made
 
     f_swap = flicker(swapped_frames(), masks())

@@ -42,6 +42,16 @@ def detail_band(img: np.ndarray) -> np.ndarray:
     return np.asarray(fine - coarse, dtype=np.float32)
 
 
+def _masked_rms(band: np.ndarray, mask: np.ndarray | None) -> float:
+    if mask is None:
+        return float(np.sqrt(np.mean(band**2)))
+    w = mask.astype(np.float32)
+    total = float(w.sum())
+    if total <= 0:
+        raise ValueError("mask is empty")
+    return float(np.sqrt((band**2 * w).sum() / total))
+
+
 def detail_energy(img: np.ndarray, mask: np.ndarray | None = None) -> float:
     """RMS of :func:`detail_band` inside ``mask`` ((H, W) weights in 0..1; None: the whole image).
 
@@ -49,15 +59,9 @@ def detail_energy(img: np.ndarray, mask: np.ndarray | None = None) -> float:
         img: (H, W, 3) uint8 RGB or (H, W) grey.
     """
     check_shape(img, "H W 3" if img.ndim == 3 else "H W", "img")
-    band = detail_band(img)
-    if mask is None:
-        return float(np.sqrt(np.mean(band**2)))
-    check_shape(mask, "H W", "mask", H=img.shape[0], W=img.shape[1])
-    w = mask.astype(np.float32)
-    total = float(w.sum())
-    if total <= 0:
-        raise ValueError("mask is empty")
-    return float(np.sqrt((band**2 * w).sum() / total))
+    if mask is not None:
+        check_shape(mask, "H W", "mask", H=img.shape[0], W=img.shape[1])
+    return _masked_rms(detail_band(img), mask)
 
 
 def sharpness_ratio(made: np.ndarray, real: np.ndarray, mask: np.ndarray | None = None) -> float:
@@ -68,6 +72,16 @@ def sharpness_ratio(made: np.ndarray, real: np.ndarray, mask: np.ndarray | None 
     return detail_energy(made, mask) / reference if reference > 0 else float("nan")
 
 
+def detail_pair(made: np.ndarray, real: np.ndarray, mask: np.ndarray) -> tuple[float, float, float]:
+    """:func:`detail_energy` of ``made`` and of ``real`` and :func:`detail_kept`, each band computed once."""
+    check_shape(mask, "H W", "mask", H=real.shape[0], W=real.shape[1])
+    b_made, b_real = detail_band(made), detail_band(real)
+    w = mask.astype(np.float32)
+    energy = float((w * b_real * b_real).sum())
+    kept = float((w * b_made * b_real).sum()) / energy if energy > 0 else float("nan")
+    return _masked_rms(b_made, mask), _masked_rms(b_real, mask), kept
+
+
 def detail_kept(made: np.ndarray, real: np.ndarray, mask: np.ndarray) -> float:
     """The share of ``real``'s detail band that ``made`` still holds, inside ``mask``: the
     least-squares gain of ``real``'s band in ``made``'s (1 = all of it, 0 = none: a new face).
@@ -75,11 +89,7 @@ def detail_kept(made: np.ndarray, real: np.ndarray, mask: np.ndarray) -> float:
     Args:
         made, real: (H, W, 3) uint8 RGB of one size; mask: (H, W) weights in 0..1.
     """
-    check_shape(mask, "H W", "mask", H=real.shape[0], W=real.shape[1])
-    b_made, b_real = detail_band(made), detail_band(real)
-    w = mask.astype(np.float32)
-    energy = float((w * b_real * b_real).sum())
-    return float((w * b_made * b_real).sum()) / energy if energy > 0 else float("nan")
+    return detail_pair(made, real, mask)[2]
 
 
 NYQUIST = np.array([1.0, -2.0, 1.0], np.float32) / 4

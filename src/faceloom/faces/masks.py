@@ -128,9 +128,7 @@ def features_mask(landmarks: np.ndarray, size: int) -> np.ndarray:
     grown = _grown_region(size, pts[INNER], margin).astype(np.float32)
     if margin > 0.5:
         grown = np.asarray(cv2.GaussianBlur(grown, (0, 0), margin / 3, borderType=cv2.BORDER_CONSTANT))
-    face = np.zeros((size, size), dtype=np.uint8)
-    _fill_hull(face, extended_points(pts), 1)
-    return np.asarray(np.clip(grown, 0.0, 1.0) * face, dtype=np.float32)
+    return np.asarray(np.clip(grown, 0.0, 1.0) * hull_mask(pts, size), dtype=np.float32)
 
 
 def _grown_region(size: int, points: np.ndarray, radius: float) -> np.ndarray:
