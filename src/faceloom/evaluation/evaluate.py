@@ -45,6 +45,7 @@ from faceloom.faces.landmarks import expression_measures
 from faceloom.faces.masks import hull_mask
 from faceloom.faces.pose import estimate_pose
 from faceloom.metrics import (
+    SAME_PERSON_DISTANCE,
     cosine_similarity,
     embedding_distance,
     id_retrieval,
@@ -213,7 +214,9 @@ def identity_block(
 ) -> dict[str, Any]:
     """Identity numbers of swapped faces' embeddings (N, D) against two mean embeddings (D,);
     ``id_retrieval_all`` counts a swap only when, of every person known (the two and ``others``,
-    name -> mean embedding), the wanted one is nearest (dlib's Euclidean distance)."""
+    name -> mean embedding), the wanted one is nearest (dlib's Euclidean distance). An ``others``
+    entry within :data:`SAME_PERSON_DISTANCE` of a person before it is that person (another faceset
+    of them, see :func:`person_labels`): being nearest to it counts as being nearest to them."""
     cos_t = cosine_similarity(swaps, target_mean)
     cos_s = cosine_similarity(swaps, source_mean)
     out: dict[str, Any] = {
@@ -226,14 +229,30 @@ def identity_block(
         "dist_to_source": _r(float(embedding_distance(swaps, source_mean).mean())),
         "id_retrieval_euclidean": _r(id_retrieval(swaps, target_mean, source_mean, metric="euclidean")),
     }
-    people = [target_mean, source_mean, *(others or {}).values()]
-    dists = np.stack([embedding_distance(swaps, m) for m in people], axis=1)
-    out["people"] = len(people)
-    out["id_retrieval_all"] = _r(float(np.mean(np.argmin(dists, axis=1) == 0)))
+    known = [target_mean, source_mean, *(others or {}).values()]
+    person = np.asarray(person_labels(known))
+    dists = np.stack([embedding_distance(swaps, m) for m in known], axis=1)
+    out["people"] = len(set(person))
+    out["id_retrieval_all"] = _r(float(np.mean(person[np.argmin(dists, axis=1)] == 0)))
     if real_target is not None and len(real_target):
         ref = cosine_similarity(real_target, target_mean) - cosine_similarity(real_target, source_mean)
         out["reference_score"] = _r(float(ref.mean()))
     return out
+
+
+def person_labels(means: Sequence[np.ndarray]) -> list[int]:
+    """A person number for each mean embedding (D,): that of the first one before it within
+    :data:`SAME_PERSON_DISTANCE`, else its own index. The first two, the wanted and the replaced
+    person, are 0 and 1 whatever their distance."""
+    labels = [0, 1][: len(means)]
+    for i in range(len(labels), len(means)):
+        near = [
+            labels[j]
+            for j in range(i)
+            if float(embedding_distance(means[i], means[j])) < SAME_PERSON_DISTANCE
+        ]
+        labels.append(near[0] if near else i)
+    return labels
 
 
 def pose_expression_block(inputs: np.ndarray, swaps: np.ndarray, landmarker: _Landmarker) -> dict[str, Any]:
@@ -340,6 +359,10 @@ def evaluate_model(
     if means is None:
         warnings.append("no identity embeddings in the facesets or model.json; identity not measured")
     else:
+        labels = person_labels([means["a"], means["b"], *(gallery or {}).values()])
+        for name, label in zip(gallery or {}, labels[2:], strict=True):
+            if label < 2:
+                warnings.append(f"gallery faceset {name} is the same person as {SIDES[label].upper()}")
         embedder = embedder or FaceEmbedder()
         real = {s: embed_known_faces(inputs[s], lms[s], embedder) for s in SIDES}
         for src in SIDES:
