@@ -15,13 +15,14 @@ import numpy as np
 import pytest
 
 from faceloom.config import ConvertConfig
-from faceloom.convert.blend import BORDER, paste_face, sharpen, soften_mask
+from faceloom.convert.blend import BORDER, add_frame_detail, paste_face, sharpen, soften_mask
 from faceloom.convert.color import ColorMethod, match_color
 from faceloom.convert.compose import Blender
 from faceloom.convert.frames import FaceJob
 from faceloom.convert.segment import Segmenter
 from faceloom.convert.smoothing import OneEuroFilter, TrackSmoother
 from faceloom.evaluation.crops import crop_landmarks
+from faceloom.evaluation.sharpness import detail_energy
 from faceloom.faces.align import alignment_matrix, derive_crop, transform_points, warp_crop
 from faceloom.faces.faceset import FaceRecord, Faceset
 from faceloom.faces.landmarks import LEFT_EYE, MOUTH, RIGHT_EYE, interocular
@@ -337,6 +338,45 @@ def test_paste_rejects_bad_inputs_and_empty_masks(
     readonly.flags.writeable = False
     out = paste_face(readonly, crop, soften_mask(np.ones((64, 64), np.float32)), matrix)
     assert out is not readonly and np.any(out != frame)
+
+
+def test_frame_detail_gives_back_the_band_a_small_model_cannot_make(
+    data: Path, records: list[FaceRecord], frames: dict[int, np.ndarray]
+) -> None:
+    """On a 720x576 frame (GRID s4, a face ~235 px wide) a 64 or 128 px crop pasted back lacks the
+    frame's finest detail; the frame's own band brings much of it back, never past the real face's
+    (the band replaces the crop's own, it is not added on top), and nothing changes outside the
+    mask. Where the crop has more pixels than the face in the frame there is no such band."""
+    from faceloom.faces.detect import create_detector
+
+    frame = next(f.rgb for f in iter_video(data / "grid" / "s4_hq" / "bbilzs.mpg"))
+    detector = create_detector("mediapipe", 1)
+    try:
+        landmarks = detector.detect(frame)[0].landmarks
+    finally:
+        detector.close()
+    for size in (64, 128):
+        matrix = alignment_matrix(landmarks, size, "whole_face")
+        soft = soften_mask(hull_mask(transform_points(landmarks, matrix), size))
+        pasted = paste_face(frame.copy(), warp_crop(frame, matrix, size), soft, matrix)
+        assert add_frame_detail(pasted.copy(), frame, soft, matrix, 0.0).tobytes() == pasted.tobytes()
+        detailed = add_frame_detail(pasted.copy(), frame, soft, matrix, 1.0)
+        core = (warped_mask(soft, matrix, frame.shape) > 0.99).astype(np.float32)
+        real, crop_only, back = (detail_energy(x, core) for x in (frame, pasted, detailed))
+        # 64 px: 0.52 of the real face's detail, 0.91 with the band; 128 px: 0.76, 0.87
+        assert crop_only < 0.8 * real, (size, real, crop_only)
+        assert crop_only + 0.4 * (real - crop_only) < back < 1.02 * real, (size, real, crop_only, back)
+        changed = np.any(detailed != pasted, axis=2)
+        assert changed.any() and not np.any(changed & ~(warped_mask(soft, matrix, frame.shape) > 0))
+    change_at_128 = np.abs(detailed.astype(int) - pasted).mean()
+
+    record = records[40]  # g1 at 360x288: a 256 px crop has ~1.7 pixels per frame pixel
+    small = frames[record.frame]
+    matrix = alignment_matrix(record.landmarks_array, 256, "face")
+    soft = soften_mask(hull_mask(transform_points(record.landmarks_array, matrix), 256))
+    pasted = paste_face(small.copy(), warp_crop(small, matrix, 256), soft, matrix)
+    added = np.abs(add_frame_detail(pasted.copy(), small, soft, matrix, 1.0).astype(int) - pasted)
+    assert added.mean() < 0.3 * change_at_128, (added.mean(), change_at_128)
 
 
 def test_sharpen(g1: Faceset, records: list[FaceRecord]) -> None:

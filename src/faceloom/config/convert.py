@@ -49,6 +49,12 @@ class ConvertConfig(Settings):
     blend: BlendChoice = setting("alpha", "Paste with alpha or Poisson (seamless).")
     color: ColorChoice = setting("rct", "Colour-match the new face to the frame.")
     sharpen: float = setting(0.0, "Unsharp-mask amount for the new face (0 = off).", low=0.0)
+    frame_detail: float = setting(
+        1.0,
+        "Share of the frame's own detail finer than the model's pixels the new face takes (0 = none).",
+        low=0.0,
+        high=1.0,
+    )
     smooth: float = setting(1.0, "Temporal landmark smoothing strength (0 = off).", low=0.0)
     side_by_side: bool = setting(False, "Write original and swapped next to each other.")
     scale: float = setting(1.0, "Scale the output frames.", low=0.05, high=4.0)

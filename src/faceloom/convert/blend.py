@@ -183,6 +183,62 @@ def paste_face(
     return frame
 
 
+FRAME_DETAIL_SIGMA = 0.5
+"""The Gaussian whose residue :func:`add_frame_detail` takes, in the crop's pixels: the frame's
+detail finer than about one pixel of the model's crop, the band a model of that size cannot make."""
+
+
+def add_frame_detail(
+    frame: np.ndarray,
+    source: np.ndarray,
+    mask: np.ndarray,
+    matrix: np.ndarray,
+    amount: float,
+    *,
+    sigma: float = FRAME_DETAIL_SIGMA,
+) -> np.ndarray:
+    """Give a pasted face the source frame's own fine detail (luma finer than ``sigma`` crop pixels).
+
+    A model of R pixels paints a face that spans more frame pixels than R with nothing finer than
+    its own pixels; the frame it replaces has that band (pores, lashes, the fine edges of lips and
+    lids, and the codec's texture). The band of ``source - frame`` is added, so the face's band
+    becomes the source's where ``amount`` is 1, not the sum of both.
+
+    Args:
+        frame: :math:`(H, W, 3)` uint8 RGB frame the new face was pasted into; modified in place.
+        source: :math:`(H, W, 3)` uint8 the same frame before the paste.
+        mask, matrix: the :math:`(R, R)` blend mask and :math:`(2, 3)` frame -> crop affine of the paste.
+        amount: 0 adds nothing, 1 all of the band.
+
+    Returns:
+        :math:`(H, W, 3)` uint8 frame (the same array as ``frame`` when it was writeable).
+    """
+    check_shape(source, "H W 3", "source", dtype=np.uint8)
+    m = np.asarray(_check_mask(mask), dtype=np.float32)
+    box = _frame_box(m, matrix, (frame.shape[0], frame.shape[1])) if amount > 0 else None
+    if box is None:
+        return frame
+    x0, y0, x1, y1 = box
+    if not frame.flags.writeable:
+        frame = frame.copy()
+    shifted = np.array(matrix, dtype=np.float64, copy=True)
+    shifted[:, 2] += shifted[:, :2] @ np.array([x0, y0], dtype=np.float64)
+    alpha = cv2.warpAffine(m, shifted, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
+    crop_px_per_frame_px = math.sqrt(abs(float(np.linalg.det(np.asarray(matrix, np.float64)[:, :2]))))
+    pad = math.ceil(4 * sigma / max(crop_px_per_frame_px, 1e-6))
+    px0, py0 = max(0, x0 - pad), max(0, y0 - pad)
+    px1, py1 = min(frame.shape[1], x1 + pad), min(frame.shape[0], y1 + pad)
+    # The band of (source - pasted): the frame's fine detail in place of the new face's, so a face
+    # that already has it (a model as sharp as the frame) gets nothing on top.
+    gray = [cv2.cvtColor(x[py0:py1, px0:px1], cv2.COLOR_RGB2GRAY).astype(np.float32) for x in (source, frame)]
+    lost = gray[0] - gray[1]
+    fine = lost - cv2.GaussianBlur(lost, (0, 0), sigma / max(crop_px_per_frame_px, 1e-6))
+    fine = fine[y0 - py0 : y1 - py0, x0 - px0 : x1 - px0]
+    roi = frame[y0:y1, x0:x1].astype(np.float32) + (amount * np.minimum(alpha, 1.0) * fine)[..., None]
+    frame[y0:y1, x0:x1] = np.clip(roi + 0.5, 0, 255).astype(np.uint8)
+    return frame
+
+
 def _seamless(src: np.ndarray, dst: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     """Poisson-clone ``src`` into ``dst`` (same-size boxes) over ``alpha > 0``; (h, w, 3) uint8.
 

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from faceloom.config import ConvertConfig
-from faceloom.convert.blend import paste_face, sharpen, soften_mask
+from faceloom.convert.blend import add_frame_detail, paste_face, sharpen, soften_mask
 from faceloom.convert.color import match_color
 from faceloom.convert.frames import FaceJob, FrameJob
 from faceloom.faces.masks import features_mask, hull_mask
@@ -53,6 +53,7 @@ class Blender:
     def __call__(self, job: FrameJob) -> FrameJob:
         original = job.rgb
         frame = job.rgb.copy() if self.cfg.side_by_side else job.rgb
+        source = job.rgb.copy() if self.cfg.frame_detail > 0 and not self.cfg.side_by_side else original
         for face in job.faces:
             if face.new is None:
                 continue
@@ -61,6 +62,7 @@ class Blender:
             if self.cfg.sharpen > 0:
                 new = sharpen(new, self.cfg.sharpen)
             frame = paste_face(frame, new, mask, face.matrix, self.cfg.blend)
+            frame = add_frame_detail(frame, source, mask, face.matrix, self.cfg.frame_detail)
         out = np.hstack([original, frame]) if self.cfg.side_by_side else frame
         if self.out_size is not None and (out.shape[1], out.shape[0]) != self.out_size:
             out = cv2.resize(out, self.out_size, interpolation=cv2.INTER_AREA)
