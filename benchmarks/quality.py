@@ -23,7 +23,9 @@ both alike (as benchmarks/train.py does):
 Each arm trains ``--minutes`` (training steps only are timed). Then for each: ``faceloom eval``'s
 figures (sharpness of rebuilds and swaps at the model's side, identity retrieval among every person
 of ``../shared/data``, pose error), and the held-out clip converted and scored (flicker and
-sharpness against the faces it replaced, at frame resolution). Saved beside the JSON in ``--out``:
+sharpness against the faces it replaced, at frame resolution; the identity of its swapped faces
+among every person), once as ``faceloom convert`` makes it and once with ``--frame-detail 0`` (the
+model's own detail, without the frame's finest band). Saved beside the JSON in ``--out``:
 ``<pair>_crops.png``, the same frames' faces side by side (source, before, after), and each arm's
 last preview sheet.
 
@@ -60,9 +62,10 @@ import torch  # noqa: E402
 
 from faceloom.config import ConvertConfig, ExtractConfig, TrainConfig  # noqa: E402
 from faceloom.convert.pipeline import convert  # noqa: E402
-from faceloom.evaluation.evaluate import evaluate  # noqa: E402
-from faceloom.evaluation.flicker import face_regions  # noqa: E402
+from faceloom.evaluation.evaluate import evaluate, gallery_means, person_labels  # noqa: E402
+from faceloom.evaluation.flicker import face_regions, video_flicker  # noqa: E402
 from faceloom.extract import extract  # noqa: E402
+from faceloom.faces.identity import FaceEmbedder  # noqa: E402
 from faceloom.media.reader import iter_video  # noqa: E402
 from faceloom.train import schedule  # noqa: E402
 from faceloom.train.models.layers import Upscale, he_uniform_  # noqa: E402
@@ -220,6 +223,29 @@ def side_by_side(source: Path, videos: dict[str, Path], out: Path, n: int = 4) -
     cv2.imwrite(str(out), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
 
 
+def frame_identity(video: Path, means: list[np.ndarray], labels: list[int]) -> dict[str, Any]:
+    """Identity of a converted video's swapped faces: the share of frames whose face is nearest
+    (dlib) to B, person 1 of ``means`` (one per faceset; ``labels`` from :func:`person_labels`,
+    0 = A), and the median distances to B and to A."""
+    embedder = FaceEmbedder()
+    person = np.asarray(labels)
+    hits, to_b, to_a = [], [], []
+    for frame, faces in zip(iter_video(video), face_regions(video), strict=False):
+        if faces:
+            d = np.linalg.norm(np.stack(means) - embedder.embed(frame.rgb, faces[0]), axis=1)
+            hits.append(person[int(np.argmin(d))] == 1)
+            to_b.append(d[1])
+            to_a.append(d[0])
+    if not hits:
+        return {"frames": 0}
+    return {
+        "frames": len(hits),
+        "nearest_is_b": round(float(np.mean(hits)), 3),
+        "median_dist_b": round(float(np.median(to_b)), 3),
+        "median_dist_a": round(float(np.median(to_a)), 3),
+    }
+
+
 def eval_summary(report: dict[str, Any]) -> dict[str, Any]:
     sharp, ident, video = report["sharpness"], report["identity"], report["video"]
     pose = report.get("pose_expression", {})
@@ -249,6 +275,8 @@ def run_pair(
     a = faceset(fs / f"{name}_a", pair.a, pair.a_every)
     b = faceset(fs / f"{name}_b", pair.b, pair.b_every)
     gallery = [faceset(fs / f"person_{p}", clips, 1) for p, clips in people(data).items()]
+    means = list(gallery_means([a, b, *gallery]).values())
+    labels = person_labels(means)
     arms = {k: Arm(a, b, work / name / k, ARMS[k], minutes, k in PLAIN_ARMS) for k in arm_names}
     for k, arm in arms.items():
         arm.schedule = SCHEDULE_VARIANTS.get(k, {})
@@ -269,6 +297,13 @@ def run_pair(
         report = evaluate(model_dir, video=videos[k], source=pair.video, gallery=gallery)
         (out / f"{name}_{k}_eval.json").write_text(json.dumps(report, indent=1, default=str))
         result[k]["eval"] = eval_summary(report)
+        result[k]["eval"]["video_identity"] = frame_identity(videos[k], means, labels)
+        # the model's own detail: the same clip without the frame's finest band (--frame-detail 0)
+        own = work / name / f"{k}_own_detail.mp4"
+        convert(pair.video, model_dir, own, ConvertConfig(frame_detail=0.0), overwrite=True)
+        plain = video_flicker(own, pair.video)
+        result[k]["eval"]["video_frame_detail_0"] = {key: plain[key] for key in VIDEO_KEYS}
+        result[k]["eval"]["video_identity_frame_detail_0"] = frame_identity(own, means, labels)
         print(f"[quality {name}] {k}: {json.dumps(result[k]['eval'])}", file=sys.stderr, flush=True)
     side_by_side(pair.video, videos, out / f"{name}_crops.png")
     print(
