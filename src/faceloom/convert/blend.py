@@ -127,6 +127,25 @@ def _alpha_blend(dst: np.ndarray, src: np.ndarray, alpha: np.ndarray) -> np.ndar
     return np.asarray(cv2.convertScaleAbs(base), dtype=np.uint8)  # rounds; base is in [0, 255]
 
 
+_INVERSE = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+
+
+def _region(
+    mask: np.ndarray, matrix: np.ndarray, frame_hw: tuple[int, ...]
+) -> tuple[tuple[int, int, int, int], np.ndarray, np.ndarray] | None:
+    """The frame box (x0, y0, x1, y1) the warped (R, R) mask reaches, the box's frame -> crop
+    affine and the mask warped into it; None when it reaches no frame pixel."""
+    box = _frame_box(mask, matrix, (frame_hw[0], frame_hw[1]))
+    if box is None:
+        return None
+    x0, y0, x1, y1 = box
+    # Frame pixel (u + x0, v + y0) of the box maps to crop point M @ (u + x0, v + y0, 1).
+    shifted = np.array(matrix, dtype=np.float64, copy=True)
+    shifted[:, 2] += shifted[:, :2] @ np.array([x0, y0], dtype=np.float64)
+    alpha = cv2.warpAffine(mask, shifted, (x1 - x0, y1 - y0), flags=_INVERSE, borderMode=cv2.BORDER_CONSTANT)
+    return (box, shifted, np.asarray(alpha)) if np.any(alpha > 0) else None
+
+
 def paste_face(
     frame: np.ndarray,
     face: np.ndarray,
@@ -161,21 +180,15 @@ def paste_face(
         raise ValueError(f"mask {m.shape} does not match face {face.shape[:2]}")
     if method not in BLEND_METHODS:
         raise ValueError(f"unknown blend method {method!r}; expected one of {BLEND_METHODS}")
-    box = _frame_box(m, matrix, (frame.shape[0], frame.shape[1]))
-    if box is None:
+    region = _region(m, matrix, frame.shape)
+    if region is None:
         return frame
-    x0, y0, x1, y1 = box
+    (x0, y0, x1, y1), shifted, alpha = region
     if not frame.flags.writeable:
         frame = frame.copy()
-    # Frame pixel (u + x0, v + y0) of the box maps to crop point M @ (u + x0, v + y0, 1).
-    shifted = np.array(matrix, dtype=np.float64, copy=True)
-    shifted[:, 2] += shifted[:, :2] @ np.array([x0, y0], dtype=np.float64)
-    dsize = (x1 - x0, y1 - y0)
-    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
-    alpha = np.asarray(cv2.warpAffine(m, shifted, dsize, flags=flags, borderMode=cv2.BORDER_CONSTANT))
-    if not np.any(alpha > 0):
-        return frame
-    warped = cv2.warpAffine(face, shifted, dsize, flags=flags, borderMode=cv2.BORDER_REPLICATE)
+    warped = cv2.warpAffine(
+        face, shifted, (x1 - x0, y1 - y0), flags=_INVERSE, borderMode=cv2.BORDER_REPLICATE
+    )
     roi = frame[y0:y1, x0:x1]
     if method == "seamless":
         warped = _seamless(warped, roi, alpha)
@@ -185,7 +198,9 @@ def paste_face(
 
 FRAME_DETAIL_SIGMA = 0.5
 """The Gaussian whose residue :func:`add_frame_detail` takes, in the crop's pixels: the frame's
-detail finer than about one pixel of the model's crop, the band a model of that size cannot make."""
+detail finer than about half a pixel of the model's crop, the band a model of that size cannot
+make. Wider (0.7, 1.0) scored sharper on GRID s4 but moved the swaps' identity towards the
+replaced person (README, Convert)."""
 
 
 def add_frame_detail(
@@ -215,15 +230,12 @@ def add_frame_detail(
     """
     check_shape(source, "H W 3", "source", dtype=np.uint8)
     m = np.asarray(_check_mask(mask), dtype=np.float32)
-    box = _frame_box(m, matrix, (frame.shape[0], frame.shape[1])) if amount > 0 else None
-    if box is None:
+    region = _region(m, matrix, frame.shape) if amount > 0 else None
+    if region is None:
         return frame
-    x0, y0, x1, y1 = box
+    (x0, y0, x1, y1), _, alpha = region
     if not frame.flags.writeable:
         frame = frame.copy()
-    shifted = np.array(matrix, dtype=np.float64, copy=True)
-    shifted[:, 2] += shifted[:, :2] @ np.array([x0, y0], dtype=np.float64)
-    alpha = cv2.warpAffine(m, shifted, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
     crop_px_per_frame_px = math.sqrt(abs(float(np.linalg.det(np.asarray(matrix, np.float64)[:, :2]))))
     pad = math.ceil(4 * sigma / max(crop_px_per_frame_px, 1e-6))
     px0, py0 = max(0, x0 - pad), max(0, y0 - pad)
