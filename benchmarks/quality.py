@@ -43,7 +43,7 @@ import platform
 import shutil
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +84,8 @@ ARMS = {
     "after_detail": TrainConfig(model="loom", perceptual_weight=0.5, identity_weight=0.3),
     "after_late_decay": TrainConfig(model="loom"),
     "after_plain": TrainConfig(model="loom"),
+    "after_band1": TrainConfig(model="loom"),
+    "after_band4": TrainConfig(model="loom"),
     "lite_64": TrainConfig(model="lite", resolution=64),
     "lite_128": TrainConfig(model="lite", resolution=128),
 }
@@ -93,6 +95,8 @@ PLAIN_ARMS = frozenset({"before", "after_plain"})
 """Arms whose upscale convs start from HeUniform, as before ICNR (loom's ``icnr``) was the default."""
 SCHEDULE_VARIANTS: dict[str, dict[str, float]] = {"after_late_decay": {"DECAY_FROM": 0.8, "LR_FLOOR": 0.3}}
 """Arms that train with other constants of :mod:`faceloom.train.schedule` (set during their turns)."""
+BAND_WEIGHTS = {"after_band1": 1.0, "after_band4": 4.0}
+"""Arms that add the L1 loss on the fine bands (``TrainDefaults.band_weight``, off in ``loom``)."""
 
 
 @dataclass(frozen=True)
@@ -280,6 +284,8 @@ def run_pair(
     arms = {k: Arm(a, b, work / name / k, ARMS[k], minutes, k in PLAIN_ARMS) for k in arm_names}
     for k, arm in arms.items():
         arm.schedule = SCHEDULE_VARIANTS.get(k, {})
+        if k in BAND_WEIGHTS:
+            arm.trainer.defaults = replace(arm.trainer.defaults, band_weight=BAND_WEIGHTS[k])
     while not all(arm.done for arm in arms.values()):
         for arm in arms.values():
             if not arm.done:

@@ -103,7 +103,7 @@ def dfl_lite(pair: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) 
         pair[0],
         pair[1],
         out,
-        lite_config(iterations=60, crop="dfl_whole_face", eval_every=0, preview_every=0),
+        lite_config(iterations=20, crop="dfl_whole_face", eval_every=0, preview_every=0),
     )
     return out
 

@@ -271,6 +271,30 @@ def test_multiscale_dssim_sums_pooled_scales_and_stops_at_the_window(faces_rgb: 
     assert parts_same["dssim_ms"] < 1e-4 and float(same) < 1e-4
 
 
+def test_band_loss_charges_lost_detail_and_not_a_smooth_shift(faces_rgb: list[np.ndarray]) -> None:
+    from dataclasses import replace
+
+    from faceloom.train.losses import band_loss, gaussian_blur, side_loss
+    from faceloom.train.models.loom import LoomModel
+
+    crops = np.stack([derive_crop(f, "whole_face", 128) for f in faces_rgb[:4]])
+    real = torch.from_numpy(crops).permute(0, 3, 1, 2).float().div(255.0)
+    weights = torch.ones_like(real[:, :1])
+    blurred = gaussian_blur(real, 1.5)
+    brighter = (real + 0.08).clamp(0, 1)
+    assert float(band_loss(real, real, weights)) < 1e-6
+    # MSE finds the blur the smaller error; the band loss finds it the far larger one.
+    assert float(F.mse_loss(blurred, real)) < float(F.mse_loss(brighter, real))
+    assert float(band_loss(blurred, real, weights)) > 4 * float(band_loss(brighter, real, weights))
+    # It is off unless an architecture's defaults weigh it, and then it is logged and added.
+    batch = {"target": real, "mask": weights, "weights": weights}
+    plain, parts = side_loss(LoomModel.train_defaults, blurred, None, batch)
+    weighted = replace(LoomModel.train_defaults, band_weight=2.0)
+    more, parts2 = side_loss(weighted, blurred, None, batch)
+    assert "band" not in parts and parts2["band"] == pytest.approx(float(band_loss(blurred, real, weights)))
+    assert float(more - plain) == pytest.approx(2.0 * parts2["band"], rel=1e-4)
+
+
 @pytest.mark.parametrize(("name", "side"), [("loom", 192), ("loom", 256), ("loom", 320), ("lite", 128)])
 def test_every_offered_side_builds_rebuilds_and_learns_a_step(
     name: str, side: int, faces_rgb: list[np.ndarray]

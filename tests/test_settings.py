@@ -165,7 +165,14 @@ def test_changing_any_train_setting_continues_or_keeps_the_old_model(
         None,
         settings={
             "extract": {"every_n": 2},
-            "train": {"model": "lite", "iterations": 2, "patience": 0, "save_every": 0, "preview_every": 0},
+            "train": {
+                "model": "lite",
+                "iterations": 2,
+                "batch_size": 2,  # the runs are about the settings, not the steps: keep them small
+                "patience": 0,
+                "save_every": 0,
+                "preview_every": 0,
+            },
         },
     )
     run_workspace(ws, only=["extract", "train"])

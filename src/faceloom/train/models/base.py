@@ -27,6 +27,9 @@ class TrainDefaults:
     mse_weight: float = 1.0
     ssim_scales: int = 1
     """DSSIM summed over this many scales (R, R/2, ...); ``weighted`` loss style only."""
+    band_weight: float = 0.0
+    """Weight of the L1 loss on the output's fine bands (:func:`..losses.band_loss`); ``weighted``
+    loss style only."""
     eye_weight: float = 3.0
     mouth_weight: float = 2.0
     mask_loss_weight: float = 0.0  # learned-mask models: weight of the mask's own loss
