@@ -94,13 +94,13 @@ def band_loss(pred: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | 
     Args:
         pred, target: (B, 3, R, R) in [0, 1]; weights: (B, 1, R, R) or None (unmasked).
     """
+    # The bands are linear, so the band of the difference is the difference of the bands.
     total = pred.new_zeros(())
-    p_prev, t_prev = pred, target
+    diff = pred - target
     for sigma in BAND_SIGMAS:
-        p_low, t_low = gaussian_blur(pred, sigma), gaussian_blur(target, sigma)
-        err = ((p_prev - p_low) - (t_prev - t_low)).abs()
-        total = total + _weighted_mean(err, weights)
-        p_prev, t_prev = p_low, t_low
+        low = gaussian_blur(diff, sigma)
+        total = total + _weighted_mean((diff - low).abs(), weights)
+        diff = low
     return total
 
 
