@@ -18,7 +18,7 @@ both alike (as benchmarks/train.py does):
 * ``after``: what ``faceloom run`` does by default now: the side picked from A's faces (at most
   128 px on a CPU), upscales started from ICNR, the phased schedule (warp, decay from half-way,
   the last fifth without the warp); other arms (``--arms``) take the side, ICNR, the detail
-  losses and the schedule apart.
+  losses, the GAN and the schedule apart, or grow the side half-way (progressive resolution).
 
 Each arm trains ``--minutes`` (training steps only are timed). Then for each: ``faceloom eval``'s
 figures (sharpness of rebuilds and swaps at the model's side, identity retrieval among every person
@@ -86,16 +86,25 @@ ARMS = {
     "after_plain": TrainConfig(model="loom"),
     "after_band1": TrainConfig(model="loom"),
     "after_band4": TrainConfig(model="loom"),
+    "after_gan": TrainConfig(model="loom", gan=True),
+    "after_grow192": TrainConfig(model="loom"),
+    "after_grow256": TrainConfig(model="loom"),
     "lite_64": TrainConfig(model="lite", resolution=64),
     "lite_128": TrainConfig(model="lite", resolution=128),
 }
 """``before``: loom before issue 21; ``after``: what ``faceloom run`` picks now; the others take the
-side, the detail losses, the schedule or the upscales' initialisation apart."""
+side, the detail losses, the GAN (phased: the last fifth only), the schedule or the upscales'
+initialisation apart."""
 PLAIN_ARMS = frozenset({"before", "after_plain"})
 """Arms whose upscale convs start from HeUniform, as before ICNR (loom's ``icnr``) was the default."""
 SCHEDULE_VARIANTS: dict[str, dict[str, float]] = {"after_late_decay": {"DECAY_FROM": 0.8, "LR_FLOOR": 0.3}}
 """Arms that train with other constants of :mod:`faceloom.train.schedule` (set during their turns)."""
 BAND_WEIGHTS = {"after_band1": 1.0, "after_band4": 4.0}
+GROW_ARMS = {"after_grow192": 192, "after_grow256": 256}
+"""Progressive resolution: arms that train at the side ``faceloom run`` picks (128 px on a CPU) until
+the learning rate starts to decay (``schedule.DECAY_FROM``), then go on at a bigger side from those
+weights (``--init-from`` at another ``--resolution``: the convs carry over, the bottleneck is
+resampled)."""
 """Arms that add the L1 loss on the fine bands (``TrainDefaults.band_weight``, off in ``loom``)."""
 
 
@@ -158,26 +167,43 @@ def plain_upscales(trainer: Trainer) -> None:
 class Arm:
     """One model of a pair, trained in slices; the phase follows the share of its minutes spent."""
 
-    def __init__(self, a: Path, b: Path, out: Path, config: TrainConfig, minutes: float, plain: bool) -> None:
+    def __init__(
+        self, a: Path, b: Path, out: Path, config: TrainConfig, minutes: float, plain: bool, grow: int | None
+    ) -> None:
         self.trainer = Trainer(a, b, out, config)
         if plain:
             plain_upscales(self.trainer)
         self.prefetch = Prefetcher(self.trainer._batches, 0, depth=3)
         self.trained_s, self.end = 0.0, minutes * 60.0
         self.schedule: dict[str, float] = {}
+        self.inputs, self.grow, self.steps_before = (a, b), grow, 0
 
     @property
     def done(self) -> bool:
         return self.trained_s >= self.end
 
+    def grow_now(self) -> None:
+        """Go on at the bigger side, from the weights saved so far (in a dir beside them)."""
+        assert self.grow is not None
+        self.prefetch.close()
+        old = self.trainer
+        old.save()
+        side, self.grow = self.grow, None
+        config = replace(old.config, resolution=side, init_from=str(old.mdir.root))
+        self.steps_before += old.step
+        self.trainer = Trainer(*self.inputs, old.mdir.root.with_name(f"{old.mdir.root.name}_{side}"), config)
+        self.prefetch = Prefetcher(self.trainer._batches, 0, depth=3)
+
     def advance(self, seconds: float) -> None:
         stop = min(self.trained_s + seconds, self.end)
-        t = self.trainer
         kept = {k: getattr(schedule, k) for k in self.schedule}
         for k, v in self.schedule.items():
             setattr(schedule, k, v)
         try:
             while self.trained_s < stop:
+                if self.grow is not None and self.trained_s >= schedule.DECAY_FROM * self.end:
+                    self.grow_now()
+                t = self.trainer
                 t.enter_phase(self.trained_s / self.end)
                 t0 = time.perf_counter()
                 t.train_step(t.step, self.prefetch.get(t.step))
@@ -192,10 +218,12 @@ class Arm:
         t = self.trainer
         t.save()
         t.preview()
+        steps = self.steps_before + t.step
         return {
             "resolution": t.model.resolution,
-            "steps": t.step,
-            "faces_per_s": round(t.step * 2 * t.batch_size / max(self.trained_s, 1e-9), 2),
+            "steps": steps,
+            "steps_at_last_side": t.step,
+            "faces_per_s": round(steps * 2 * t.batch_size / max(self.trained_s, 1e-9), 2),
             "last_phase": t.phase.name,
         }
 
@@ -281,7 +309,9 @@ def run_pair(
     gallery = [faceset(fs / f"person_{p}", clips, 1) for p, clips in people(data).items()]
     means = list(gallery_means([a, b, *gallery]).values())
     labels = person_labels(means)
-    arms = {k: Arm(a, b, work / name / k, ARMS[k], minutes, k in PLAIN_ARMS) for k in arm_names}
+    arms = {
+        k: Arm(a, b, work / name / k, ARMS[k], minutes, k in PLAIN_ARMS, GROW_ARMS.get(k)) for k in arm_names
+    }
     for k, arm in arms.items():
         arm.schedule = SCHEDULE_VARIANTS.get(k, {})
         if k in BAND_WEIGHTS:

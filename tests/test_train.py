@@ -28,7 +28,7 @@ from faceloom.faces.faceset import Faceset
 from faceloom.media.writer import read_label
 from faceloom.train.data import FaceData
 from faceloom.train.modeldir import ModelDir
-from faceloom.train.models import create_model, load_model
+from faceloom.train.models import create_model, load_model, start_from
 from faceloom.train.trainer import Trainer, TrainError, train
 from tests.conftest import LITE_STEPS
 from tests.conftest import lite_config as lite
@@ -275,6 +275,42 @@ def test_init_from_a_trained_model_starts_ahead(
     scratch = train(pair[1], pair[0], tmp_path / "scratch", cfg)
     warm = train(pair[1], pair[0], tmp_path / "warm", replace(cfg, init_from=str(trained_lite)))
     assert ModelDir.load(tmp_path / "warm").meta["init_from"]["step"] == LITE_STEPS
+    for side in ("a", "b"):
+        assert warm.holdout[f"holdout_ssim_{side}"] > scratch.holdout[f"holdout_ssim_{side}"] + 0.05
+
+
+def test_init_from_at_a_bigger_side_grows_the_trained_model(
+    pair: tuple[Path, Path], trained_lite: Path, tmp_path: Path
+) -> None:
+    """Progressive resolution: --init-from a 64 px model with --resolution 128. Every conv carries
+    over as it is, the dense bottleneck's cells are resampled, and the grown model starts far ahead
+    of a fresh one at 128."""
+    src = ModelDir.load(trained_lite)
+    small, big = start_from(src), start_from(src, 128)
+    assert (small.resolution, big.resolution) == (64, 128)
+    grown = big.state_dict()
+    for key, value in small.state_dict().items():
+        if not key.startswith(("encoder.dense1.", "encoder.dense2.")):
+            assert torch.equal(grown[key], value), key
+    # dense1 reads a grid four times as big with weights scaled by a quarter: a feature map that is
+    # the same in every cell gives the same latent at both sides.
+    deep = small.encoder.deep
+    assert isinstance(deep, int)
+    feature = torch.rand(1, deep, 1, 1)
+    dense_64, dense_128 = small.encoder.dense1, big.encoder.dense1
+    assert isinstance(dense_64, torch.nn.Linear) and isinstance(dense_128, torch.nn.Linear)
+    with torch.no_grad():
+        at_64 = dense_64(feature.expand(1, deep, 4, 4).flatten(1))
+        at_128 = dense_128(feature.expand(1, deep, 8, 8).flatten(1))
+    assert torch.allclose(at_64, at_128, rtol=0.05, atol=0.05 * float(at_64.abs().mean()))
+
+    cfg = lite(resolution=128, iterations=20, preview_every=0, eval_every=20, save_every=20)
+    scratch = train(pair[0], pair[1], tmp_path / "scratch", cfg)
+    warm = train(pair[0], pair[1], tmp_path / "grown", replace(cfg, init_from=str(trained_lite)))
+    meta = ModelDir.load(tmp_path / "grown").meta
+    assert meta["arch"]["resolution"] == 128
+    assert meta["init_from"]["step"] == LITE_STEPS and meta["init_from"]["resolution"] == 64
+    assert load_model(tmp_path / "grown")[0].resolution == 128
     for side in ("a", "b"):
         assert warm.holdout[f"holdout_ssim_{side}"] > scratch.holdout[f"holdout_ssim_{side}"] + 0.05
 

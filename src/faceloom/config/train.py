@@ -127,7 +127,8 @@ class TrainConfig(Settings):
     log_every: int = setting(10, "Write losses every N steps.", low=1, affects_output=False)
     init_from: str | None = setting(
         None,
-        "Start from a trained model of the same architecture (fine-tune a new pair).",
+        "Start from a trained model of the same architecture (fine-tune a new pair); with a bigger "
+        "--resolution the model grows to it (progressive resolution).",
         shapes_model=True,
         ui=False,
         unset="fresh weights",

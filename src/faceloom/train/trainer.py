@@ -33,7 +33,7 @@ from faceloom.train.holdout import HoldOut, split_holdout
 from faceloom.train.log import TrainLog
 from faceloom.train.losses import gan_discriminator_loss, gan_generator_loss, side_loss
 from faceloom.train.modeldir import ModelDir
-from faceloom.train.models import FaceSwapModel, create_model, get_model_class, model_from
+from faceloom.train.models import FaceSwapModel, create_model, get_model_class, model_from, start_from
 from faceloom.train.models.base import TrainDefaults
 from faceloom.train.prefetch import Prefetcher
 from faceloom.train.preview import render_preview, spread_ids
@@ -217,7 +217,9 @@ class Trainer:
         )
 
     def _init_from(self, path: Path) -> dict[str, Any]:
-        """Start from the weights of a trained model of the same architecture (the cheap way to a pair)."""
+        """Start from the weights of a trained model of the same architecture (the cheap way to a
+        pair); at another ``--resolution`` the model grows (or shrinks) to it
+        (:func:`~faceloom.train.models.factory.start_from`)."""
         src = ModelDir.load(path)
         if src.meta.get("architecture") != self.config.model:
             raise FormatError(
@@ -225,9 +227,9 @@ class Trainer:
                 f"this run trains {self.config.model!r}",
                 path,
             )
-        self.model = model_from(src)
-        self.model.load_state_dict(src.load_weights(), strict=True)
-        return {"init_from": {"path": str(path.resolve()), "step": src.step}}
+        self.model = start_from(src, self.config.resolution)
+        side = src.meta.get("arch", {}).get("resolution", self.model.resolutions[0])
+        return {"init_from": {"path": str(path.resolve()), "step": src.step, "resolution": side}}
 
     def _create_model_dir(self, out: Path, init_meta: dict[str, Any]) -> ModelDir:
         meta = new_model_meta(self.config, self.model, self.defaults, self.fs, self.holdout, init_meta)

@@ -7,7 +7,7 @@
 """
 
 from faceloom.train.models.base import FaceSwapModel, TrainDefaults
-from faceloom.train.models.factory import create_model, load_model, model_from
+from faceloom.train.models.factory import create_model, load_model, model_from, start_from
 from faceloom.train.models.registry import get_model_class, model_names, register
 
 __all__ = [
@@ -19,4 +19,5 @@ __all__ = [
     "model_from",
     "model_names",
     "register",
+    "start_from",
 ]

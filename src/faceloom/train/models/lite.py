@@ -33,16 +33,16 @@ class LiteEncoder(nn.Module):
         super().__init__()
         chans = [3, width, 2 * width, 4 * width, 8 * width]
         self.convs = nn.Sequential(*(ConvBlock(a, b, tf_padding=False) for a, b in itertools.pairwise(chans)))
-        self._deep = 8 * width
-        self._side = resolution // 16
-        cells = self._deep * self._side * self._side
+        self.deep = 8 * width
+        self.side = resolution // 16
+        cells = self.deep * self.side * self.side
         self.dense1 = dense(cells, latent)
         self.dense2 = dense(latent, cells)
-        self.upscale = Upscale(self._deep, 4 * width)
+        self.upscale = Upscale(self.deep, 4 * width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         z = self.dense2(self.dense1(self.convs(x).flatten(1)))
-        return self.upscale(z.view(-1, self._deep, self._side, self._side))  # type: ignore[no-any-return]
+        return self.upscale(z.view(-1, self.deep, self.side, self.side))  # type: ignore[no-any-return]
 
 
 class LiteDecoder(nn.Sequential):

@@ -117,16 +117,16 @@ class LoomEncoder(nn.Module):
         deep = 8 * width
         chans = [3, width, 2 * width, 4 * width, deep, deep]
         self.convs = nn.Sequential(*(ConvBlock(a, b, tf_padding=False) for a, b in itertools.pairwise(chans)))
-        self._deep = deep
-        self._side = resolution // 32
-        cells = deep * self._side * self._side
+        self.deep = deep
+        self.side = resolution // 32
+        cells = deep * self.side * self.side
         self.dense1 = dense(cells, latent)
         self.dense2 = dense(latent, cells)
         self.upscale = Upscale(deep, deep, icnr)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         z = self.dense2(self.dense1(self.convs(x).flatten(1)))
-        return self.upscale(z.view(-1, self._deep, self._side, self._side))  # type: ignore[no-any-return]
+        return self.upscale(z.view(-1, self.deep, self.side, self.side))  # type: ignore[no-any-return]
 
 
 class LoomDecoder(nn.Sequential):
