@@ -217,9 +217,8 @@ class Trainer:
         )
 
     def _init_from(self, path: Path) -> dict[str, Any]:
-        """Start from the weights of a trained model of the same architecture (the cheap way to a
-        pair); at another ``--resolution`` the model grows (or shrinks) to it
-        (:func:`~faceloom.train.models.factory.start_from`)."""
+        """Start from a trained model of the same architecture, grown to ``--resolution`` if given
+        (:func:`~faceloom.train.models.factory.start_from`): the cheap way to a pair."""
         src = ModelDir.load(path)
         if src.meta.get("architecture") != self.config.model:
             raise FormatError(
