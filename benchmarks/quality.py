@@ -100,12 +100,12 @@ PLAIN_ARMS = frozenset({"before", "after_plain"})
 SCHEDULE_VARIANTS: dict[str, dict[str, float]] = {"after_late_decay": {"DECAY_FROM": 0.8, "LR_FLOOR": 0.3}}
 """Arms that train with other constants of :mod:`faceloom.train.schedule` (set during their turns)."""
 BAND_WEIGHTS = {"after_band1": 1.0, "after_band4": 4.0}
+"""Arms that add the L1 loss on the fine bands (``TrainDefaults.band_weight``, off in ``loom``)."""
 GROW_ARMS = {"after_grow192": 192, "after_grow256": 256}
 """Progressive resolution: arms that train at the side ``faceloom run`` picks (128 px on a CPU) until
 the learning rate starts to decay (``schedule.DECAY_FROM``), then go on at a bigger side from those
 weights (``--init-from`` at another ``--resolution``: the convs carry over, the bottleneck is
 resampled)."""
-"""Arms that add the L1 loss on the fine bands (``TrainDefaults.band_weight``, off in ``loom``)."""
 
 
 @dataclass(frozen=True)

@@ -41,18 +41,16 @@ def start_from(mdir: ModelDir, resolution: int | None = None) -> FaceSwapModel:
     Raises:
         ValueError: the architecture is not built at ``resolution``.
     """
-    trained = model_from(mdir)
-    state = mdir.load_weights()
-    if resolution is None or resolution == trained.resolution:
-        trained.load_state_dict(state, strict=True)
-        return trained
-    model = create_model(mdir.meta["architecture"], **{**mdir.meta.get("arch", {}), "resolution": resolution})
-    model.load_state_dict(resized_state(state, model), strict=True)
+    arch = dict(mdir.meta.get("arch", {}))
+    if resolution is not None:
+        arch["resolution"] = resolution
+    model = create_model(mdir.meta["architecture"], **arch)
+    model.load_state_dict(resized_state(mdir.load_weights(), model), strict=True)
     return model
 
 
 def resized_state(state: dict[str, torch.Tensor], model: FaceSwapModel) -> dict[str, torch.Tensor]:
-    """``state`` of ``model``'s architecture at another side, fitted to ``model``'s side.
+    """``state`` of ``model``'s architecture, fitted to ``model``'s side (as it is at the same side).
 
     Only the encoder's dense bottleneck depends on the side: ``dense1`` reads and ``dense2``
     writes a (deep, s, s) grid of cells. Their weights are resized over the grid (bilinear) as an
