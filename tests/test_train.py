@@ -229,6 +229,52 @@ def test_ddp_two_processes_match_one(pair: tuple[Path, Path], tmp_path: Path) ->
         assert float(r1["loss_b"]) == pytest.approx(float(r2["loss_b"]), rel=1e-3)
 
 
+def test_fp16_trains_with_a_loss_scale(pair: tuple[Path, Path], tmp_path: Path) -> None:
+    """fp16 gradients underflow without a loss scale: fp16 turns the trainer's scaler on (bf16 and
+    fp32 leave it off), and a scaled fp16 step moves the weights and keeps them finite."""
+    for precision in ("fp32", "bf16", "fp16"):
+        trainer = Trainer(
+            pair[0], pair[1], tmp_path / precision, lite(precision=precision, iterations=1, batch_size=4)
+        )
+        assert trainer.scaler.is_enabled() == (precision == "fp16")
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    trainer.train_step(0, trainer._batches(0))
+    after = trainer.model.state_dict()
+    assert all(torch.isfinite(v).all() for v in after.values())
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    assert trainer.scaler.get_scale() > 1.0
+
+
+def test_ddp_stops_every_rank_at_rank0s_minutes(pair: tuple[Path, Path], tmp_path: Path) -> None:
+    """Under torchrun a --minutes run stops on rank 0's clock: every rank stops after the same step
+    (none waits in an all-reduce for a step the others skipped), and the model is saved there."""
+    out = tmp_path / "ddp"
+    args = ["train", "--a", str(pair[0]), "--b", str(pair[1]), "--out", str(out), "--model", "lite"]
+    args += ["--minutes", "0.1", "--precision", "fp32", "--batch-size", "8", "--preview-every", "0"]
+    args += ["--log-every", "1", "--threads", "1"]
+    torchrun = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "--master-port",
+        "29518",
+    ]
+    run = subprocess.run(
+        [*torchrun, "-m", "faceloom", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "stopped by minutes" in run.stdout
+    steps = [int(row["step"]) for row in _log(out)]
+    assert len(steps) >= 2 and steps == list(range(1, len(steps) + 1))
+    assert ModelDir.load(out).step == steps[-1]
+
+
 def test_onnx_export_matches_pytorch(pair: tuple[Path, Path], trained_lite: Path, tmp_path: Path) -> None:
     import onnxruntime as ort
 

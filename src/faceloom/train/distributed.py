@@ -1,8 +1,10 @@
-"""Training on several processes with torchrun (DistributedDataParallel): rank, wrapping, averaging."""
+"""Training on several processes with torchrun (DistributedDataParallel): rank, device, wrapping,
+averaging, and the stop rule every rank follows."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 import torch
 
@@ -12,20 +14,63 @@ def dist_info() -> tuple[int, int]:
     return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
 
 
+def rank_device(device: torch.device, world: int) -> torch.device:
+    """This process's device: under torchrun on CUDA, GPU ``LOCAL_RANK`` modulo the GPU count (ranks
+    share GPUs when there are more ranks than GPUs); otherwise ``device`` itself."""
+    if world == 1 or device.type != "cuda" or device.index is not None:
+        return device
+    ours = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count())
+    torch.cuda.set_device(ours)
+    return ours
+
+
+def backend_for(device: torch.device) -> str:
+    """NCCL when every rank on this host has a GPU of its own; gloo on CPUs and when ranks share a GPU
+    (NCCL refuses two ranks on one device, gloo reduces CUDA tensors through host memory)."""
+    if device.type == "cuda" and int(os.environ.get("LOCAL_WORLD_SIZE", "1")) <= torch.cuda.device_count():
+        return "nccl"
+    return "gloo"
+
+
+def seen_by_every_rank(value: bool, device: torch.device, world: int) -> bool:
+    """``value``, a look at the output dir, once every rank has taken it: under torchrun this joins
+    the process group and waits for all ranks, so none looks after rank 0 has begun to write there."""
+    if world > 1:
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            dist.init_process_group(backend_for(device))
+        dist.barrier()
+    return value
+
+
 def wrap_ddp(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
-    """``model`` in DistributedDataParallel, joining the process group (NCCL on CUDA, else gloo)."""
+    """``model`` in DistributedDataParallel, joining the process group (:func:`backend_for`)."""
     import torch.distributed as dist
 
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=False)
+        dist.init_process_group(backend_for(device))
+    ids = [device.index] if device.type == "cuda" else None
+    return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=False)
 
 
-def mean_over_ranks(values: dict[str, float], world: int) -> dict[str, float]:
+def mean_over_ranks(values: dict[str, float], world: int, device: torch.device) -> dict[str, float]:
     """Average logged losses over the ranks, so the log shows the loss of the whole global batch."""
     import torch.distributed as dist
 
     keys = sorted(values)
-    t = torch.tensor([values[k] for k in keys], dtype=torch.float64)
+    t = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=device)
     dist.all_reduce(t)
     return {k: float(v) / world for k, v in zip(keys, t.tolist(), strict=True)}
+
+
+def rank0_values(values: Sequence[float], world: int, device: torch.device) -> list[float]:
+    """Rank 0's ``values`` on every rank. Each rank's own clock and cancel flag would stop it at a
+    step of its own, leaving the others waiting in the next all-reduce; rank 0's decide for all."""
+    if world == 1:
+        return list(values)
+    import torch.distributed as dist
+
+    t = torch.tensor(list(values), dtype=torch.float64, device=device)
+    dist.broadcast(t, 0)
+    return [float(v) for v in t.tolist()]

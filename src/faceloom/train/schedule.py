@@ -17,6 +17,10 @@ from typing import Literal, get_args
 PhaseName = Literal["warped", "decay", "sharpen"]
 PHASE_NAMES: tuple[PhaseName, ...] = get_args(PhaseName)
 
+StopRule = Literal["iterations", "minutes", "cancelled"]
+STOP_RULES: tuple[StopRule, ...] = get_args(StopRule)
+"""What ends a run's loop, first checked first (Ctrl-C, ``interrupted``, ends it from outside)."""
+
 DECAY_FROM = 0.5
 """Share of the budget after which the learning rate falls (cosine) to :data:`LR_FLOOR` of itself."""
 SHARPEN_FROM = 0.8

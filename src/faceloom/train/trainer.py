@@ -21,11 +21,13 @@ from faceloom.config.choices import SIDES, Side
 from faceloom.config.meta import continue_with
 from faceloom.errors import FaceloomError, FormatError, InputError
 from faceloom.faces.faceset import Faceset
+from faceloom.metrics import ssim_torch
 from faceloom.progress import ProgressFn, report
-from faceloom.runtime import resolve_device, resolve_precision
+from faceloom.runtime import keep_freed_memory, pin_threads, resolve_device, resolve_precision
+from faceloom.train import distributed as ranks
 from faceloom.train.augment import AugmentConfig
 from faceloom.train.data import FaceData
-from faceloom.train.distributed import dist_info, mean_over_ranks, wrap_ddp
+from faceloom.train.discriminator import PatchDiscriminator
 from faceloom.train.ema import WeightAverage
 from faceloom.train.face_features import detail_loss
 from faceloom.train.facesets import check_facesets, new_model_meta
@@ -38,7 +40,7 @@ from faceloom.train.models.base import TrainDefaults
 from faceloom.train.prefetch import Prefetcher
 from faceloom.train.preview import render_preview, spread_ids
 from faceloom.train.resolution import model_side, resolution_warnings
-from faceloom.train.schedule import PHASE_NAMES, budget_progress, phase_at
+from faceloom.train.schedule import PHASE_NAMES, STOP_RULES, StopRule, budget_progress, phase_at
 
 
 class TrainError(FaceloomError):
@@ -89,13 +91,14 @@ class Trainer:
         cancel: threading.Event | None = None,
         schedule_start: float = 0.0,
     ) -> None:
-        self.rank, self.world = dist_info()
+        self.rank, self.world = ranks.dist_info()
         self.progress = progress
         self.cancel = cancel or threading.Event()
         self.warnings: list[str] = []
         out = Path(out)
+        self.device = ranks.rank_device(torch.device(resolve_device(config.device)), self.world)
         existing: ModelDir | None = None
-        if ModelDir.exists(out):
+        if ranks.seen_by_every_rank(ModelDir.exists(out), self.device, self.world):
             if not resume:
                 raise InputError(
                     "model dir already exists; add --resume to continue it, or pick a new dir", out
@@ -124,12 +127,11 @@ class Trainer:
         self.batch_size = config.batch_size or self.defaults.batch_size
         self.lr = config.learning_rate or self.defaults.learning_rate
         self.warmup = config.warmup_steps if config.warmup_steps is not None else self.defaults.warmup_steps
-        self.device = torch.device(resolve_device(config.device))
         self.autocast = resolve_precision(config.precision, self.device.type)
         if config.threads:
             torch.set_num_threads(config.threads)
-        from faceloom.runtime import keep_freed_memory
-
+        # OpenCV's own pool off: on a 16-core CUDA machine cv2.remap hung in it (prefetch thread).
+        pin_threads()
         keep_freed_memory()
 
         torch.manual_seed(config.seed)
@@ -166,6 +168,8 @@ class Trainer:
         self.optimizer = torch.optim.Adam(
             self.params, lr=self.lr, betas=self.defaults.adam_betas, eps=self.defaults.adam_eps, fused=True
         )
+        # fp16 gradients underflow without a loss scale (bf16 and fp32 need none: the scaler is off).
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.autocast == torch.float16)
         self.step = self.mdir.step
         opt_state = self.mdir.load_optimizer() if resume else None
         if opt_state is not None:
@@ -201,7 +205,7 @@ class Trainer:
         self.detail = detail_loss(self.model, self.defaults, config, self.device, train_ids, self._plain_data)
         self.ddp_model: torch.nn.Module = self.model
         if self.world > 1:
-            self.ddp_model = wrap_ddp(self.model, self.device)
+            self.ddp_model = ranks.wrap_ddp(self.model, self.device)
 
     # ---- construction helpers -----------------------------------------------------------------
     def _plain_data(self, side: Side, ids: list[str]) -> FaceData:
@@ -238,8 +242,6 @@ class Trainer:
         return mdir
 
     def _build_gan(self, opt_state: dict[str, Any] | None) -> None:
-        from faceloom.train.discriminator import PatchDiscriminator
-
         self.discriminators = {s: PatchDiscriminator().to(self.device) for s in SIDES}
         d_params = [p for d in self.discriminators.values() for p in d.parameters()]
         self.d_optimizer = torch.optim.Adam(d_params, lr=self.lr, betas=(0.5, 0.999))
@@ -315,8 +317,8 @@ class Trainer:
                 f"kept the checkpoint of step {self.mdir.step}. "
                 f"Try a lower --learning-rate (now {self.lr:g}) or --precision fp32"
             )
-        total.backward()
-        self.optimizer.step()
+        self.scaler.scale(total).backward()
+        self.scaler.step(self.optimizer)
         if self.average is not None:
             self.average.update(step)
         if self.discriminators and self.d_optimizer is not None and self.phase.gan:
@@ -330,10 +332,11 @@ class Trainer:
                 logged[f"gan_d_{s}"] = float(d_loss.detach())
                 d_total = d_loss if d_total is None else d_total + d_loss
             assert d_total is not None
-            d_total.backward()
-            self.d_optimizer.step()
+            self.scaler.scale(d_total).backward()
+            self.scaler.step(self.d_optimizer)
+        self.scaler.update()
         if self.world > 1:
-            logged = mean_over_ranks(logged, self.world)
+            logged = ranks.mean_over_ranks(logged, self.world, self.device)
         return logged
 
     # ---- evaluation, previews, checkpoints --------------------------------------------------------
@@ -347,8 +350,6 @@ class Trainer:
     @torch.no_grad()
     def evaluate(self, n: int = 32) -> dict[str, float]:
         """Masked SSIM of reconstructions of held-out faces (never trained on), per side."""
-        from faceloom.metrics import ssim_torch
-
         model = self.inference_model
         model.eval()
         out = {}
@@ -401,7 +402,6 @@ class Trainer:
         end_step = start_step + cfg.iterations if cfg.iterations else None
         if end_step is None and cfg.minutes is None:
             raise InputError("give a stop rule: --iterations N or --minutes M (Ctrl-C also stops and saves)")
-        deadline = time.monotonic() + cfg.minutes * 60 if cfg.minutes else None
         codes = {"phase": PHASE_NAMES}
         log = TrainLog(self.mdir.root, start_step, tensorboard=True, codes=codes) if self.rank == 0 else None
         prefetch = Prefetcher(self._batches, start_step, depth=3)
@@ -414,18 +414,18 @@ class Trainer:
         faces_per_s = 0.0
         try:
             while True:
-                if end_step is not None and self.step >= end_step:
-                    stopped_by = "iterations"
+                elapsed = time.monotonic() - t0
+                due: dict[StopRule, bool] = {
+                    "iterations": end_step is not None and self.step >= end_step,
+                    "minutes": elapsed >= (cfg.minutes or math.inf) * 60,
+                    "cancelled": self.cancel.is_set(),
+                }
+                spent = budget_progress(self.step - start_step, cfg.iterations, elapsed, cfg.minutes)
+                first_due = next((i for i, r in enumerate(STOP_RULES) if due[r]), -1)
+                rule, spent = ranks.rank0_values([first_due, spent], self.world, self.device)
+                if rule >= 0:
+                    stopped_by = STOP_RULES[int(rule)]
                     break
-                if deadline is not None and time.monotonic() >= deadline:
-                    stopped_by = "minutes"
-                    break
-                if self.cancel.is_set():
-                    stopped_by = "cancelled"
-                    break
-                spent = budget_progress(
-                    self.step - start_step, cfg.iterations, time.monotonic() - t0, cfg.minutes
-                )
                 self.enter_phase(self.schedule_start + (1.0 - self.schedule_start) * spent)
                 batches = prefetch.get(self.step)
                 last = self.train_step(self.step, batches)
