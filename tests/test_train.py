@@ -186,6 +186,15 @@ def test_killed_training_stays_loadable_and_resumes(pair: tuple[Path, Path], tmp
     assert result.step == step + 3 and result.start_step == step
 
 
+def _torchrun(args: list[str], port: int) -> subprocess.CompletedProcess[str]:
+    """``faceloom ARGS`` in two processes under torchrun (gloo on the CPU), one thread each."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(port)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        [*cmd, "-m", "faceloom", *args], capture_output=True, text=True, env=env, timeout=300
+    )
+
+
 def test_ddp_two_processes_match_one(pair: tuple[Path, Path], tmp_path: Path) -> None:
     common = ["train", "--a", str(pair[0]), "--b", str(pair[1]), "--model", "lite", "--iterations", "3"]
     common += ["--precision", "fp32", "--batch-size", "8", "--preview-every", "0", "--save-every", "3"]
@@ -199,28 +208,7 @@ def test_ddp_two_processes_match_one(pair: tuple[Path, Path], tmp_path: Path) ->
         timeout=300,
     )
     assert single.returncode == 0, single.stderr
-    ddp = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc-per-node",
-            "2",
-            "--master-port",
-            "29517",
-            "-m",
-            "faceloom",
-            *common[:-1],
-            "--out",
-            str(tmp_path / "two"),
-            "--threads",
-            "1",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
+    ddp = _torchrun([*common[:-1], "--out", str(tmp_path / "two"), "--threads", "1"], port=29517)
     assert ddp.returncode == 0, ddp.stderr[-3000:]
     one, two = _log(tmp_path / "one"), _log(tmp_path / "two")
     assert len(one) == len(two) == 3
@@ -252,22 +240,7 @@ def test_ddp_stops_every_rank_at_rank0s_minutes(pair: tuple[Path, Path], tmp_pat
     args = ["train", "--a", str(pair[0]), "--b", str(pair[1]), "--out", str(out), "--model", "lite"]
     args += ["--minutes", "0.1", "--precision", "fp32", "--batch-size", "8", "--preview-every", "0"]
     args += ["--log-every", "1", "--threads", "1"]
-    torchrun = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc-per-node",
-        "2",
-        "--master-port",
-        "29518",
-    ]
-    run = subprocess.run(
-        [*torchrun, "-m", "faceloom", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-        timeout=300,
-    )
+    run = _torchrun(args, port=29518)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "stopped by minutes" in run.stdout
     steps = [int(row["step"]) for row in _log(out)]
