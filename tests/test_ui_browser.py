@@ -351,11 +351,17 @@ def test_live_screen_swaps_the_camera(
         )
         assert "frames/s" in css("#live-stats").text and css("#live-error").text == ""
         shot(d, "11-live")
-        png = d.execute_script(
-            "const img = document.querySelector('#live-out'); const c = document.createElement('canvas');"
-            "c.width = img.naturalWidth; c.height = img.naturalHeight;"
-            "c.getContext('2d').drawImage(img, 0, 0);"
-            "return c.toDataURL('image/png');"
+        # The newest frame may still be decoding (no pixels yet): wait for one that has them.
+        png = wait_for(
+            "a decoded swapped frame",
+            lambda: d.execute_script(
+                "const img = document.querySelector('#live-out');"
+                "if (!img.complete || !img.naturalWidth) return null;"
+                "const c = document.createElement('canvas');"
+                "c.width = img.naturalWidth; c.height = img.naturalHeight;"
+                "c.getContext('2d').drawImage(img, 0, 0);"
+                "return c.toDataURL('image/png');"
+            ),
         )
         shown = cv2.imdecode(
             np.frombuffer(base64.b64decode(png.split(",", 1)[1]), np.uint8), cv2.IMREAD_COLOR

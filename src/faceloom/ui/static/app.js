@@ -461,7 +461,8 @@ async function liveStart() {
   socket.addEventListener("message", (ev) => {
     if (typeof ev.data !== "string") {
       const url = URL.createObjectURL(ev.data);
-      img.onload = () => URL.revokeObjectURL(url);
+      // One listener per frame: the next load frees this frame's blob even if its own load never came.
+      img.addEventListener("load", () => URL.revokeObjectURL(url), { once: true });
       img.src = url;
       img.hidden = false;
       live.frames += 1;
