@@ -19,7 +19,12 @@ reported and the next still runs:
 model.json and log.csv: copied back and joined (:func:`join_parts`), ``faceloom eval`` scores their
 identity and pose where dlib and mediapipe are installed.
 
-Usage: python benchmarks/cuda.py --a FACESET_A --b FACESET_B [--minutes 3] [--out DIR]
+Every stage's limit is cut to what is left of ``--budget`` seconds (a stage with less than
+:data:`MIN_STAGE_S` left is skipped), and ``--json-out`` is rewritten after each stage, so a run
+stopped from outside still leaves the stages it finished.
+
+Usage: python benchmarks/cuda.py --a FACESET_A --b FACESET_B [--minutes 3] [--budget 540]
+[--json-out FILE] [--weights-out DIR] [--out DIR]
 """
 
 from __future__ import annotations
@@ -41,6 +46,8 @@ sys.path.insert(0, str(REPO))
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2"]
 SHARP_TARGET = 0.8
 PART_BYTES = 15 * 2**20
+MIN_STAGE_S = 20.0
+"""A stage is skipped when less than this is left of ``--budget``."""
 SIDES_PX = (128, 192, 256, 320)
 
 
@@ -48,9 +55,25 @@ def log(msg: str) -> None:
     print(f"[cuda] {msg}", file=sys.stderr, flush=True)
 
 
-def faceloom(args: list[str], out: Path, limit_s: float, ranks: int = 1, port: int = 29517) -> dict[str, Any]:
+class Budget:
+    """The seconds left of the whole run; each stage's limit is cut to them."""
+
+    def __init__(self, seconds: float) -> None:
+        self.end = time.monotonic() + seconds
+
+    def limit(self, want: float) -> float:
+        return max(0.0, min(want, self.end - time.monotonic()))
+
+
+def faceloom(
+    args: list[str], out: Path, limit_s: float, budget: Budget, ranks: int = 1, port: int = 29517
+) -> dict[str, Any]:
     """Run ``faceloom train ... --out out`` (under torchrun when ``ranks`` is 2); its output goes to
-    ``out``.txt. Returns the exit code (None when it outran ``limit_s``) and the seconds it took."""
+    ``out``.txt. Returns the exit code (None when it outran its limit: ``limit_s``, or what is left of
+    ``budget``) and the seconds it took, or ``skipped`` when too little of the budget is left."""
+    limit_s = budget.limit(limit_s)
+    if limit_s < MIN_STAGE_S:
+        return {"rc": None, "skipped": True}
     cmd = [*TORCHRUN, "--master-port", str(port), "-m"] if ranks == 2 else [sys.executable, "-m"]
     t0 = time.monotonic()
     with open(out.with_suffix(".txt"), "w") as fh:
@@ -185,10 +208,13 @@ def main() -> None:
     parser.add_argument("--speed-minutes", type=float, default=0.25)
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out" / "cuda")
     parser.add_argument("--weights-out", type=Path, default=None)
+    parser.add_argument("--json-out", type=Path, default=None, help="also written after every stage")
+    parser.add_argument("--budget", type=float, default=540.0, help="seconds for all stages together")
     args = parser.parse_args()
     import torch
 
     out = args.out
+    budget = Budget(args.budget)
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
@@ -199,21 +225,19 @@ def main() -> None:
         "bf16": torch.cuda.is_available() and torch.cuda.is_bf16_supported(),
     }
 
+    def save() -> None:
+        if args.json_out:
+            tmp = args.json_out.with_suffix(".tmp")
+            tmp.write_text(json.dumps(result, indent=1))
+            tmp.replace(args.json_out)
+
     log("parity: lite fp32, 3 steps, one process against torchrun with two")
-    tiny = [
-        *pair,
-        "--model",
-        "lite",
-        "--iterations",
-        "3",
-        "--precision",
-        "fp32",
-        "--batch-size",
-        "8",
-        "--log-every",
-        "1",
-    ]
-    runs = {"one": faceloom(tiny, out / "one", 120), "two": faceloom(tiny, out / "two", 150, ranks=2)}
+    tiny = [*pair, "--model", "lite", "--iterations", "3", "--precision", "fp32", "--batch-size", "8"]
+    tiny += ["--log-every", "1"]
+    runs = {
+        "one": faceloom(tiny, out / "one", 120, budget),
+        "two": faceloom(tiny, out / "two", 150, budget, ranks=2),
+    }
     one, two = log_rows(out / "one"), log_rows(out / "two")
     gaps = [
         abs(float(r1[k]) / float(r2[k]) - 1)
@@ -222,10 +246,11 @@ def main() -> None:
     ]
     result["parity"] = {**runs, "steps": [len(one), len(two)], "max_rel_gap": max(gaps) if gaps else None}
 
+    save()
     log(f"amp: loom {args.resolution} px, {args.minutes} min")
     amp = [*pair, "--model", "loom", "--resolution", str(args.resolution), "--minutes", str(args.minutes)]
     amp += ["--snapshot-every", str(args.snapshot_every), "--log-every", "50"]
-    run = faceloom(amp, out / "amp", args.minutes * 60 + 120)
+    run = faceloom(amp, out / "amp", args.minutes * 60 + 120, budget)
     result["amp"] = {**run, **speed(out / "amp")}
     if run["rc"] == 0:
         curve = sharpness_curve(out / "amp", points=10)
@@ -234,22 +259,31 @@ def main() -> None:
         if args.weights_out:
             result["amp"]["weight_parts"] = write_parts(out / "amp", args.weights_out)
 
+    save()
     log("fp16: lite 128 px, 40 steps")
     fp16 = [*pair, "--model", "lite", "--resolution", "128", "--iterations", "40", "--precision", "fp16"]
-    result["fp16"] = {**faceloom([*fp16, "--log-every", "10"], out / "fp16", 120), **speed(out / "fp16")}
+    result["fp16"] = {
+        **faceloom([*fp16, "--log-every", "10"], out / "fp16", 120, budget),
+        **speed(out / "fp16"),
+    }
 
+    save()
     log(f"torchrun: loom {args.resolution} px, two processes, {args.ddp_minutes} min")
     ddp = [*pair, "--model", "loom", "--resolution", str(args.resolution), "--minutes", str(args.ddp_minutes)]
-    run = faceloom([*ddp, "--log-every", "20"], out / "ddp", args.ddp_minutes * 60 + 120, ranks=2, port=29519)
+    run = faceloom(
+        [*ddp, "--log-every", "20"], out / "ddp", args.ddp_minutes * 60 + 120, budget, ranks=2, port=29519
+    )
     result["torchrun"] = {**run, **speed(out / "ddp")}
 
+    save()
     result["speed"] = {}
     for side in SIDES_PX:
         log(f"speed: loom {side} px")
         fast = [*pair, "--model", "loom", "--resolution", str(side), "--minutes", str(args.speed_minutes)]
         fast += ["--log-every", "10", "--eval-every", "0"]
-        run = faceloom(fast, out / f"speed{side}", args.speed_minutes * 60 + 90)
+        run = faceloom(fast, out / f"speed{side}", args.speed_minutes * 60 + 90, budget)
         result["speed"][str(side)] = {**run, **speed(out / f"speed{side}")}
+        save()
     print(json.dumps(result, indent=1))
 
 
