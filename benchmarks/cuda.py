@@ -125,7 +125,7 @@ def sharpness_curve(model_dir: Path, points: int) -> list[dict[str, Any]]:
 
     from faceloom.config import EvalConfig
     from faceloom.config.choices import SIDES, Side
-    from faceloom.evaluation.crops import crop_landmarks, model_inputs, swap_faces
+    from faceloom.evaluation.crops import model_crops, swap_faces
     from faceloom.evaluation.evaluate import held_out_faces, reconstruction_scores, sharpness_block
     from faceloom.faces.faceset import Faceset
     from faceloom.runtime import resolve_device
@@ -138,8 +138,8 @@ def sharpness_curve(model_dir: Path, points: int) -> list[dict[str, Any]]:
     model = model_from(mdir)
     crop, res = model.crop, model.resolution
     held = {s: held_out_faces(mdir.meta, s, fs[s], EvalConfig()).records for s in fs}
-    faces = {s: model_inputs(fs[s], held[s], crop, res) for s in fs}
-    marks = {s: np.stack([crop_landmarks(r, crop, res, fs[s].crop) for r in held[s]]) for s in fs}  # type: ignore[arg-type]
+    crops = {s: model_crops(fs[s], held[s], crop, res) for s in SIDES}
+    faces, marks = {s: crops[s][0] for s in SIDES}, {s: crops[s][1] for s in SIDES}
     times = {int(r["step"]): float(r["time_s"]) for r in log_rows(model_dir)}
     snaps = sorted((model_dir / "snapshots").glob("step_*"))
     if len(snaps) > points:

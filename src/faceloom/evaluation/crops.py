@@ -51,6 +51,15 @@ def model_inputs(fs: Faceset, records: list[FaceRecord], crop: CropType, resolut
     return np.stack(out)
 
 
+def model_crops(
+    fs: Faceset, records: list[FaceRecord], crop: CropType, resolution: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`model_inputs` of ``records`` and their (N, 68, 2) landmarks in those crops."""
+    stored = cast(CropType, fs.crop)
+    marks = np.stack([crop_landmarks(r, crop, resolution, stored) for r in records])
+    return model_inputs(fs, records, crop, resolution), marks
+
+
 @torch.no_grad()
 def swap_faces(
     model: FaceSwapModel, faces: np.ndarray, to: Side, device: str = "cpu", batch: int = 32
@@ -108,9 +117,8 @@ def identity_scores(
     embedder: FaceEmbedder | None = None,
 ) -> IdentityScores:
     """Swap ``records`` of one person to ``to`` and score the identity of the results."""
-    faces = model_inputs(fs, records, model.crop, model.resolution)
+    faces, lms = model_crops(fs, records, model.crop, model.resolution)
     swapped = swap_faces(model, faces, to, device)
-    lms = np.stack([crop_landmarks(r, model.crop, model.resolution, fs.crop) for r in records])  # type: ignore[arg-type]
     embs = embed_known_faces(swapped, lms, embedder)
     return IdentityScores(
         to_target=float(np.mean(embedding_distance(embs, target_mean))),

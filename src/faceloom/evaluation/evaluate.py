@@ -314,13 +314,7 @@ def evaluate_model(
     """
     import torch
 
-    from faceloom.evaluation.crops import (
-        common_holdout_ssim,
-        crop_landmarks,
-        embed_known_faces,
-        model_inputs,
-        swap_faces,
-    )
+    from faceloom.evaluation.crops import common_holdout_ssim, embed_known_faces, model_crops, swap_faces
     from faceloom.runtime import resolve_device
 
     config = config or EvalConfig()
@@ -339,11 +333,9 @@ def evaluate_model(
             warnings.append(f"{info['missing']} held-out faces of {s.upper()} are no longer in the faceset")
         if info["faceset_changed"]:
             warnings.append(f"faceset {s.upper()} changed since training (fingerprint differs)")
-    inputs = {s: model_inputs(fs[s], held[s].records, crop, res) for s in SIDES}
-    lms = {
-        s: np.stack([crop_landmarks(r, crop, res, fs[s].crop) for r in held[s].records])  # type: ignore[arg-type]
-        for s in SIDES
-    }
+    crops = {s: model_crops(fs[s], held[s].records, crop, res) for s in SIDES}
+    inputs = {s: crops[s][0] for s in SIDES}
+    lms = {s: crops[s][1] for s in SIDES}
     recon: dict[str, Any] = {}
     for s in SIDES:
         out = swap_faces(model, inputs[s], s, device)

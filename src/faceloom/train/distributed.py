@@ -32,24 +32,27 @@ def backend_for(device: torch.device) -> str:
     return "gloo"
 
 
+def _join_group(device: torch.device) -> None:
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group(backend_for(device))
+
+
 def seen_by_every_rank(value: bool, device: torch.device, world: int) -> bool:
     """``value``, a look at the output dir, once every rank has taken it: under torchrun this joins
     the process group and waits for all ranks, so none looks after rank 0 has begun to write there."""
     if world > 1:
         import torch.distributed as dist
 
-        if not dist.is_initialized():
-            dist.init_process_group(backend_for(device))
+        _join_group(device)
         dist.barrier()
     return value
 
 
 def wrap_ddp(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     """``model`` in DistributedDataParallel, joining the process group (:func:`backend_for`)."""
-    import torch.distributed as dist
-
-    if not dist.is_initialized():
-        dist.init_process_group(backend_for(device))
+    _join_group(device)
     ids = [device.index] if device.type == "cuda" else None
     return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=False)
 
