@@ -20,7 +20,7 @@ from faceloom.faces.masks import hull_mask, region_weights
 from faceloom.train.augment import IBUG_MIRROR, AugmentConfig
 from faceloom.train.data import Batch, FaceData, region_weights_fast
 from faceloom.train.holdout import HoldOut, split_holdout
-from faceloom.train.prefetch import Prefetcher
+from faceloom.train.prefetch import MAX_GPU_WORKERS, Prefetcher, prefetch_plan
 
 R = 64
 
@@ -423,6 +423,25 @@ def test_prefetcher_overlaps_work_and_reraises() -> None:
     pre.close()
     with pytest.raises(RuntimeError):
         pre.get(3)
+
+
+def test_prefetch_plan_keeps_a_fast_gpu_step_fed() -> None:
+    assert prefetch_plan("cpu", world=1, cores=16) == (3, 1)  # the CPU step needs the cores itself
+    depth, workers = prefetch_plan("cuda", world=1, cores=16)
+    assert workers == MAX_GPU_WORKERS and depth >= workers
+    assert prefetch_plan("cuda", world=2, cores=4)[1] == 1  # two ranks on 4 cores: one builder each
+    build_s, step_s, n = 0.04, 0.005, 24  # a batch costs 8 GPU steps of time to build (GIL released)
+
+    def make(step: int) -> int:
+        time.sleep(build_s)
+        return step
+
+    t0 = time.perf_counter()
+    with Prefetcher(make, 0, depth, workers) as pre:
+        for s in range(n):
+            assert pre.get(s) == s
+            time.sleep(step_s)
+    assert time.perf_counter() - t0 < 0.5 * build_s * n  # one builder would take build_s per step
 
 
 def test_prefetched_batches_equal_direct_ones(data64: FaceData) -> None:

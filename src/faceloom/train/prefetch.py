@@ -2,11 +2,29 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
+
+MAX_GPU_WORKERS = 6
+"""Batch-building threads per rank on a GPU; one builds about 200-400 faces/s at 256 px on one core."""
+
+
+def prefetch_plan(device_type: str, world: int = 1, cores: int | None = None) -> tuple[int, int]:
+    """:class:`Prefetcher`'s ``(depth, workers)`` for ``world`` ranks on ``device_type`` sharing ``cores``.
+
+    On a CPU the step itself uses every core, so one thread building the next batches is enough to
+    hide them. On a GPU the cores are free, and one thread cannot keep up with the step, so each rank
+    builds batches on its share of the cores, keeping one for the loop itself.
+    """
+    if device_type != "cuda":
+        return 3, 1
+    per_rank = max(1, (cores or os.cpu_count() or 1) // max(1, world))
+    workers = max(1, min(MAX_GPU_WORKERS, per_rank - 1))
+    return max(3, 2 * workers), workers
 
 
 class Prefetcher(Generic[T]):

@@ -37,7 +37,7 @@ from faceloom.train.losses import gan_discriminator_loss, gan_generator_loss, si
 from faceloom.train.modeldir import ModelDir
 from faceloom.train.models import FaceSwapModel, create_model, get_model_class, model_from, start_from
 from faceloom.train.models.base import TrainDefaults
-from faceloom.train.prefetch import Prefetcher
+from faceloom.train.prefetch import Prefetcher, prefetch_plan
 from faceloom.train.preview import render_preview, spread_ids
 from faceloom.train.resolution import model_side, resolution_warnings
 from faceloom.train.schedule import PHASE_NAMES, STOP_RULES, StopRule, budget_progress, phase_at
@@ -404,7 +404,7 @@ class Trainer:
             raise InputError("give a stop rule: --iterations N or --minutes M (Ctrl-C also stops and saves)")
         codes = {"phase": PHASE_NAMES}
         log = TrainLog(self.mdir.root, start_step, tensorboard=True, codes=codes) if self.rank == 0 else None
-        prefetch = Prefetcher(self._batches, start_step, depth=3)
+        prefetch = Prefetcher(self._batches, start_step, *prefetch_plan(self.device.type, self.world))
         t0 = time.monotonic()
         last: dict[str, float] = {}
         holdout: dict[str, float] = {}
