@@ -18,7 +18,8 @@ both alike (as benchmarks/train.py does):
 * ``after``: what ``faceloom run`` does by default now: the side picked from A's faces (at most
   128 px on a CPU), upscales started from ICNR, the phased schedule (warp, decay from half-way,
   the last fifth without the warp); other arms (``--arms``) take the side, ICNR, the detail
-  losses, the GAN and the schedule apart, or grow the side half-way (progressive resolution).
+  losses, the GAN, the schedule and the bottleneck's size apart, or grow the side half-way
+  (progressive resolution).
 
 Each arm trains ``--minutes`` (training steps only are timed). Then for each: ``faceloom eval``'s
 figures (sharpness of rebuilds and swaps at the model's side, identity retrieval among every person
@@ -44,8 +45,10 @@ import shutil
 import sys
 import time
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -68,6 +71,8 @@ from faceloom.extract import extract  # noqa: E402
 from faceloom.faces.identity import FaceEmbedder  # noqa: E402
 from faceloom.media.reader import iter_video  # noqa: E402
 from faceloom.train import schedule  # noqa: E402
+from faceloom.train import trainer as trainer_module  # noqa: E402
+from faceloom.train.models import create_model  # noqa: E402
 from faceloom.train.models.layers import Upscale, he_uniform_  # noqa: E402
 from faceloom.train.prefetch import Prefetcher  # noqa: E402
 from faceloom.train.trainer import Trainer  # noqa: E402
@@ -89,6 +94,8 @@ ARMS = {
     "after_gan": TrainConfig(model="loom", gan=True),
     "after_grow192": TrainConfig(model="loom"),
     "after_grow256": TrainConfig(model="loom"),
+    "after_latent256": TrainConfig(model="loom"),
+    "after_latent1024": TrainConfig(model="loom"),
     "lite_64": TrainConfig(model="lite", resolution=64),
     "lite_128": TrainConfig(model="lite", resolution=128),
 }
@@ -106,6 +113,9 @@ GROW_ARMS = {"after_grow192": 192, "after_grow256": 256}
 the learning rate starts to decay (``schedule.DECAY_FROM``), then go on at a bigger side from those
 weights (``--init-from`` at another ``--resolution``: the convs carry over, the bottleneck is
 resampled)."""
+LATENTS = {"after_latent256": 256, "after_latent1024": 1024}
+"""Arms whose dense bottleneck has another size than loom's 512 (DeepFaceLab's SAEHD: 256 at 128 px):
+how much of A the shared latent carries into B's decoder."""
 
 
 @dataclass(frozen=True)
@@ -151,6 +161,11 @@ def faceset(out: Path, inputs: list[Path], every: int) -> Path:
     return out
 
 
+def latent(arm: str) -> dict[str, Any]:
+    """The architecture settings an arm overrides (recorded in its ``model.json`` as any other)."""
+    return {"latent": LATENTS[arm]} if arm in LATENTS else {}
+
+
 def plain_upscales(trainer: Trainer) -> None:
     """Start the upscale convs from HeUniform (no ICNR), in the trained weights and in the weight
     average alike."""
@@ -168,9 +183,18 @@ class Arm:
     """One model of a pair, trained in slices; the phase follows the share of its minutes spent."""
 
     def __init__(
-        self, a: Path, b: Path, out: Path, config: TrainConfig, minutes: float, plain: bool, grow: int | None
+        self,
+        a: Path,
+        b: Path,
+        out: Path,
+        config: TrainConfig,
+        minutes: float,
+        plain: bool,
+        grow: int | None,
+        arch: dict[str, Any],
     ) -> None:
-        self.trainer = Trainer(a, b, out, config)
+        with mock.patch.object(trainer_module, "create_model", partial(create_model, **arch)):
+            self.trainer = Trainer(a, b, out, config)
         if plain:
             plain_upscales(self.trainer)
         self.prefetch = Prefetcher(self.trainer._batches, 0, depth=3)
@@ -310,7 +334,8 @@ def run_pair(
     means = list(gallery_means([a, b, *gallery]).values())
     labels = person_labels(means)
     arms = {
-        k: Arm(a, b, work / name / k, ARMS[k], minutes, k in PLAIN_ARMS, GROW_ARMS.get(k)) for k in arm_names
+        k: Arm(a, b, work / name / k, ARMS[k], minutes, k in PLAIN_ARMS, GROW_ARMS.get(k), latent(k))
+        for k in arm_names
     }
     for k, arm in arms.items():
         arm.schedule = SCHEDULE_VARIANTS.get(k, {})
