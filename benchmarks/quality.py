@@ -74,7 +74,7 @@ from faceloom.train import schedule  # noqa: E402
 from faceloom.train import trainer as trainer_module  # noqa: E402
 from faceloom.train.models import create_model  # noqa: E402
 from faceloom.train.models.layers import Upscale, he_uniform_  # noqa: E402
-from faceloom.train.prefetch import Prefetcher  # noqa: E402
+from faceloom.train.prefetch import Prefetcher, prefetch_plan  # noqa: E402
 from faceloom.train.trainer import Trainer  # noqa: E402
 from faceloom.workspace.demo import split_reenactment  # noqa: E402
 
@@ -197,7 +197,7 @@ class Arm:
             self.trainer = Trainer(a, b, out, config)
         if plain:
             plain_upscales(self.trainer)
-        self.prefetch = Prefetcher(self.trainer._batches, 0, depth=3)
+        self.prefetch = Prefetcher(self.trainer._batches, 0, *prefetch_plan(self.trainer.device.type))
         self.trained_s, self.end = 0.0, minutes * 60.0
         self.schedule: dict[str, float] = {}
         self.inputs, self.grow, self.steps_before = (a, b), grow, 0
@@ -216,7 +216,7 @@ class Arm:
         config = replace(old.config, resolution=side, init_from=str(old.mdir.root))
         self.steps_before += old.step
         self.trainer = Trainer(*self.inputs, old.mdir.root.with_name(f"{old.mdir.root.name}_{side}"), config)
-        self.prefetch = Prefetcher(self.trainer._batches, 0, depth=3)
+        self.prefetch = Prefetcher(self.trainer._batches, 0, *prefetch_plan(self.trainer.device.type))
 
     def advance(self, seconds: float) -> None:
         stop = min(self.trained_s + seconds, self.end)

@@ -44,7 +44,7 @@ from faceloom.config import TrainConfig  # noqa: E402
 from faceloom.evaluation.crops import common_holdout_ssim  # noqa: E402
 from faceloom.extract import extract  # noqa: E402
 from faceloom.faces.faceset import Faceset  # noqa: E402
-from faceloom.train.prefetch import Prefetcher  # noqa: E402
+from faceloom.train.prefetch import Prefetcher, prefetch_plan  # noqa: E402
 from faceloom.train.trainer import Trainer  # noqa: E402
 
 
@@ -71,7 +71,7 @@ class TimedRun:
     ) -> None:
         self.trainer = Trainer(a, b, out, config)
         self.fs = {"a": Faceset.load(a), "b": Faceset.load(b)}
-        self.prefetch = Prefetcher(self.trainer._batches, 0, depth=3)
+        self.prefetch = Prefetcher(self.trainer._batches, 0, *prefetch_plan(self.trainer.device.type))
         self.curve = [(0.0, score(self.trainer, self.fs))]
         self.trained_s, self.next_eval, self.steps, self.every = 0.0, every, 0, every
         self.checkpoints = checkpoints
