@@ -197,10 +197,14 @@ class Arm:
             self.trainer = Trainer(a, b, out, config)
         if plain:
             plain_upscales(self.trainer)
-        self.prefetch = Prefetcher(self.trainer._batches, 0, *prefetch_plan(self.trainer.device.type))
+        self.prefetch = self.batches()
         self.trained_s, self.end = 0.0, minutes * 60.0
         self.schedule: dict[str, float] = {}
         self.inputs, self.grow, self.steps_before = (a, b), grow, 0
+
+    def batches(self) -> Prefetcher[dict[str, dict[str, torch.Tensor]]]:
+        """The current trainer's batches from step 0, built ahead as the trainer would build them."""
+        return Prefetcher(self.trainer._batches, 0, *prefetch_plan(self.trainer.device.type))
 
     @property
     def done(self) -> bool:
@@ -216,7 +220,7 @@ class Arm:
         config = replace(old.config, resolution=side, init_from=str(old.mdir.root))
         self.steps_before += old.step
         self.trainer = Trainer(*self.inputs, old.mdir.root.with_name(f"{old.mdir.root.name}_{side}"), config)
-        self.prefetch = Prefetcher(self.trainer._batches, 0, *prefetch_plan(self.trainer.device.type))
+        self.prefetch = self.batches()
 
     def advance(self, seconds: float) -> None:
         stop = min(self.trained_s + seconds, self.end)
