@@ -110,6 +110,13 @@ class TrainConfig(Settings):
         False, "Add a patch discriminator (adversarial loss); phased: in the last fifth only."
     )
     gan_weight: float = setting(0.1, "Weight of the adversarial loss.", low=0.0)
+    true_face: float = setting(
+        0.0,
+        "DeepFaceLab's true face power: a discriminator on the shared latent makes B's latents "
+        "look like A's, the ones B's decoder swaps from (0 = off; DeepFaceLab's typical 0.01).",
+        low=0.0,
+        high=1.0,
+    )
     holdout_share: float = setting(
         0.1,
         "Share of each faceset held out for scoring (whole clips or blocks of frames).",

@@ -25,15 +25,15 @@ from faceloom.metrics import ssim_torch
 from faceloom.progress import ProgressFn, report
 from faceloom.runtime import keep_freed_memory, pin_threads, resolve_device, resolve_precision
 from faceloom.train import distributed as ranks
+from faceloom.train.adversary import Adversary
 from faceloom.train.augment import AugmentConfig
 from faceloom.train.data import FaceData
-from faceloom.train.discriminator import PatchDiscriminator
 from faceloom.train.ema import WeightAverage
 from faceloom.train.face_features import detail_loss
 from faceloom.train.facesets import check_facesets, new_model_meta
 from faceloom.train.holdout import HoldOut, split_holdout
 from faceloom.train.log import TrainLog
-from faceloom.train.losses import gan_discriminator_loss, gan_generator_loss, side_loss
+from faceloom.train.losses import side_loss
 from faceloom.train.modeldir import ModelDir
 from faceloom.train.models import FaceSwapModel, create_model, get_model_class, model_from, start_from
 from faceloom.train.models.base import TrainDefaults
@@ -174,10 +174,7 @@ class Trainer:
         opt_state = self.mdir.load_optimizer() if resume else None
         if opt_state is not None:
             self.optimizer.load_state_dict(opt_state["optimizer"])
-        self.discriminators: dict[str, torch.nn.Module] = {}
-        self.d_optimizer: torch.optim.Optimizer | None = None
-        if config.gan:
-            self._build_gan(opt_state)
+        self.adversary = Adversary(self.model, config, self.lr, self.device, opt_state)
 
         strength = self.defaults.warp_strength if config.warp_strength is None else config.warp_strength
         augment = AugmentConfig(warp=config.warp, warp_strength=strength)
@@ -241,15 +238,6 @@ class Trainer:
             mdir.save_checkpoint(0, self.model.state_dict(), None, {})
         return mdir
 
-    def _build_gan(self, opt_state: dict[str, Any] | None) -> None:
-        self.discriminators = {s: PatchDiscriminator().to(self.device) for s in SIDES}
-        d_params = [p for d in self.discriminators.values() for p in d.parameters()]
-        self.d_optimizer = torch.optim.Adam(d_params, lr=self.lr, betas=(0.5, 0.999))
-        if opt_state is not None and "discriminators" in opt_state:
-            for s in SIDES:
-                self.discriminators[s].load_state_dict(opt_state["discriminators"][s])
-            self.d_optimizer.load_state_dict(opt_state["d_optimizer"])
-
     # ---- one step ---------------------------------------------------------------------------------
     def _lr_at(self, step: int) -> float:
         scale = self.phase.lr_scale
@@ -296,16 +284,14 @@ class Trainer:
             pred = rgb[sl]
             loss, parts = side_loss(self.defaults, pred, None if masks is None else masks[sl], batches[s])
             preds[s] = pred
-            if self.discriminators and self.phase.gan:
-                with self._autocast():
-                    fake_logits = self.discriminators[s](pred)
-                g_loss = gan_generator_loss(fake_logits)
-                loss = loss + self.config.gan_weight * g_loss
-                parts["gan_g"] = float(g_loss.detach())
             logged[f"loss_{s}"] = float(loss.detach())
             logged.update({f"{k}_{s}": v for k, v in parts.items()})
             total = loss if total is None else total + loss
         assert total is not None
+        extra, parts = self.adversary.generator_loss(preds, n_a, self.phase, self._autocast)
+        if extra is not None:
+            total = total + extra
+            logged.update(parts)
         if self.detail is not None and self.phase.detail:
             with self._autocast():
                 extra, parts = self.detail(self.ddp_model, preds, batches)
@@ -321,19 +307,9 @@ class Trainer:
         self.scaler.step(self.optimizer)
         if self.average is not None:
             self.average.update(step)
-        if self.discriminators and self.d_optimizer is not None and self.phase.gan:
-            self.d_optimizer.zero_grad(set_to_none=True)
-            d_total = None
-            for s in SIDES:
-                with self._autocast():
-                    real = self.discriminators[s](batches[s]["target"])
-                    fake = self.discriminators[s](preds[s].detach())
-                d_loss = gan_discriminator_loss(real, fake)
-                logged[f"gan_d_{s}"] = float(d_loss.detach())
-                d_total = d_loss if d_total is None else d_total + d_loss
-            assert d_total is not None
-            self.scaler.scale(d_total).backward()
-            self.scaler.step(self.d_optimizer)
+        logged.update(
+            self.adversary.discriminator_step(batches, preds, n_a, self.phase, self._autocast, self.scaler)
+        )
         self.scaler.update()
         if self.world > 1:
             logged = ranks.mean_over_ranks(logged, self.world, self.device)
@@ -364,9 +340,7 @@ class Trainer:
         if self.rank != 0:
             return
         opt_state: dict[str, Any] = {"optimizer": self.optimizer.state_dict(), "step": self.step}
-        if self.discriminators and self.d_optimizer is not None:
-            opt_state["discriminators"] = {s: d.state_dict() for s, d in self.discriminators.items()}
-            opt_state["d_optimizer"] = self.d_optimizer.state_dict()
+        opt_state.update(self.adversary.state_dict())
         raw = None if self.average is None else self.model.state_dict()
         self.mdir.save_checkpoint(
             self.step, self.inference_model.state_dict(), opt_state, {}, snapshot=snapshot, train_state=raw
