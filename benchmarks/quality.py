@@ -332,13 +332,17 @@ def run_pair(
     minutes: float,
     slice_s: float,
     arm_names: list[str],
+    rescore: bool = False,
 ) -> dict[str, Any]:
+    """Train the arms in turns of ``slice_s`` seconds for ``minutes`` each, then score them;
+    ``rescore``: score the arms already trained in ``work`` again (after a change to convert)."""
     fs = work / "facesets"
     a = faceset(fs / f"{name}_a", pair.a, pair.a_every)
     b = faceset(fs / f"{name}_b", pair.b, pair.b_every)
     gallery = [faceset(fs / f"person_{p}", clips, 1) for p, clips in people(data).items()]
-    means = list(gallery_means([a, b, *gallery]).values())
-    labels = person_labels(means)
+    if rescore:
+        dirs = {k: arm_dir(work, name, k) for k in arm_names}
+        return score_arms(name, pair, gallery, dirs, {}, work, out)
     arms = {
         k: Arm(a, b, work / name / k, ARMS[k], minutes, k in PLAIN_ARMS, GROW_ARMS.get(k), latent(k))
         for k in arm_names
@@ -353,11 +357,35 @@ def run_pair(
                 arm.advance(slice_s)
         state = ", ".join(f"{k} {v.trained_s / 60:.1f} min step {v.trainer.step}" for k, v in arms.items())
         print(f"[quality {name}] {state}", file=sys.stderr, flush=True)
-    result: dict[str, Any] = {}
+    result = {k: arm.finish() for k, arm in arms.items()}
+    return score_arms(
+        name, pair, gallery, {k: arm.trainer.mdir.root for k, arm in arms.items()}, result, work, out
+    )
+
+
+def arm_dir(work: Path, name: str, arm: str) -> Path:
+    """Where an arm's model is saved (a grown arm's is the one at its last side)."""
+    side = GROW_ARMS.get(arm)
+    return work / name / (arm if side is None else f"{arm}_{side}")
+
+
+def score_arms(
+    name: str,
+    pair: Pair,
+    gallery: list[Path],
+    model_dirs: dict[str, Path],
+    result: dict[str, Any],
+    work: Path,
+    out: Path,
+) -> dict[str, Any]:
+    """Convert the pair's held-out clip with each arm's model and score it (eval, the video with and
+    without the frame's detail, identity of every frame), into ``result[arm]["eval"]``."""
+    fs = work / "facesets"
+    means = list(gallery_means([fs / f"{name}_a", fs / f"{name}_b", *gallery]).values())
+    labels = person_labels(means)
     videos: dict[str, Path] = {}
-    for k, arm in arms.items():
-        result[k] = arm.finish()
-        model_dir = arm.trainer.mdir.root
+    for k, model_dir in model_dirs.items():
+        result.setdefault(k, {})
         shutil.copy(model_dir / "previews" / "latest.png", out / f"{name}_{k}_preview.png")
         videos[k] = work / name / f"{k}.mp4"
         convert(pair.video, model_dir, videos[k], ConvertConfig(), overwrite=True)
@@ -385,6 +413,9 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=40.0)
     parser.add_argument("--arms", default="before,after", help=f"Comma-separated, of: {', '.join(ARMS)}.")
     parser.add_argument("--slice", type=float, default=30.0)
+    parser.add_argument(
+        "--rescore", action="store_true", help="Convert and score the arms already trained in --work."
+    )
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out" / "quality")
     parser.add_argument("--work", type=Path, default=None, help="Facesets and models (default: --out/work).")
     add_data_argument(parser)
@@ -400,7 +431,7 @@ def main() -> None:
     for name in chosen:
         arms = args.arms.split(",")
         report[name] = run_pair(
-            name, all_pairs[name], args.data, work, args.out, args.minutes, args.slice, arms
+            name, all_pairs[name], args.data, work, args.out, args.minutes, args.slice, arms, args.rescore
         )
     print(json.dumps(report, indent=1))
 

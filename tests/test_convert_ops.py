@@ -16,7 +16,7 @@ import pytest
 
 from faceloom.config import ConvertConfig
 from faceloom.convert.blend import BORDER, add_frame_detail, paste_face, sharpen, soften_mask
-from faceloom.convert.color import ColorMethod, match_color
+from faceloom.convert.color import ColorMethod, keep_detail, match_color, transfer_colors
 from faceloom.convert.compose import Blender
 from faceloom.convert.frames import FaceJob
 from faceloom.convert.segment import Segmenter
@@ -106,12 +106,14 @@ def test_color_transfer_moves_masked_stats_to_the_reference(
     other, _ = face_and_mask(g1, records[50], size)
     ref = tint(other, (0.7, 0.8, 1.15), 1.3)
     sel = mask > 0.5
-    out = match_color(face, ref, mask, method)
-    assert out.shape == face.shape and out.dtype == np.uint8
-
     before = np.abs(face[sel].mean(0) - ref[sel].mean(0))
-    after = np.abs(out[sel].mean(0) - ref[sel].mean(0))
     assert before.min() > 10  # the tint is a real change in every channel
+    kept = match_color(face, ref, mask, method)
+    assert kept.shape == face.shape and kept.dtype == np.uint8
+    assert np.abs(kept[sel].mean(0) - ref[sel].mean(0)).max() < 2.5  # what convert pastes: colour moved
+
+    out = transfer_colors(face, ref, mask, method)  # the full-band transfer matches the statistics
+    after = np.abs(out[sel].mean(0) - ref[sel].mean(0))
     assert after.max() < 2.5, (before, after)
 
     if method == "rct":  # Reinhard matches Lab mean and standard deviation
@@ -139,6 +141,25 @@ def test_color_transfer_to_itself_changes_little(
     out = match_color(face, face, mask, method)
     diff = np.abs(out.astype(int) - face)
     assert diff.mean() < 0.6 and np.percentile(diff, 99) <= 2
+
+
+@pytest.mark.parametrize("method", ["rct", "lct", "hist"])
+def test_color_transfer_keeps_the_new_faces_own_detail(
+    g1: Faceset, records: list[FaceRecord], method: ColorMethod
+) -> None:
+    # A contrasty new face into a flat, dim old one (the true-face swap into a pale face of GRID
+    # s4 lost 30% of its detail to rct): the colour follows the reference, the detail stays.
+    face, mask = face_and_mask(g1, records[10], 128)
+    other, _ = face_and_mask(g1, records[50], 128)
+    ref = tint(other, (0.9, 0.85, 0.8), 0.5)
+    sel = mask > 0.5
+    full, kept = transfer_colors(face, ref, mask, method), match_color(face, ref, mask, method)
+    lost = detail_energy(full, mask) / detail_energy(face, mask)
+    assert lost < 0.8, lost  # the full-band transfer flattens the detail with the contrast
+    assert detail_energy(kept, mask) / detail_energy(face, mask) == pytest.approx(1.0, abs=0.05)
+    assert np.abs(kept[sel].mean(0) - ref[sel].mean(0)).max() < 2.5
+    # keep_detail: the low band is the mapped image's, the rest the face's
+    np.testing.assert_array_equal(keep_detail(face, face), face)
 
 
 @pytest.mark.parametrize("method", ["rct", "lct", "hist"])

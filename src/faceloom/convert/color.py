@@ -10,6 +10,13 @@ of them reach the frame.
   ``A C_f A^T = C_r``; of all such maps the Monge-Kantorovich one (Pitie and Kokaram 2007) is
   used, which moves colours the least: ``A = C_f^-1/2 (C_f^1/2 C_r C_f^1/2)^1/2 C_f^-1/2``.
 - ``hist``: per-channel histogram matching (CDF mapping) over the masked pixels.
+
+Every method moves colour and lighting only: the face's finest detail (what a Gaussian of
+:data:`DETAIL_SIGMA_SHARE` of the side takes away) is kept as the model made it. A mapping fitted
+to the replaced face's statistics also rescales contrast, and where the new face holds more contrast
+than the old one (dark brows and stubble in place of a pale, evenly lit face) ``rct`` flattened the
+model's detail with it: on GRID s4 a true-face swap with 0.98 of the wanted person's detail came out
+of ``rct`` with 0.70 of it, as soft as a model without true face.
 """
 
 from __future__ import annotations
@@ -30,6 +37,10 @@ MIN_PIXELS = 16
 """Below this many pixels with mask > 0.5 the statistics are taken over the whole crop."""
 
 _EPS = 1e-6
+
+DETAIL_SIGMA_SHARE = 1 / 32
+"""Sigma, as a share of the crop's side (4 px at 128), of the Gaussian below which :func:`match_color`
+keeps the face's own detail."""
 
 
 def _check(face: np.ndarray, reference: np.ndarray, mask: np.ndarray | None) -> None:
@@ -152,7 +163,8 @@ def match_color(
     *,
     max_scale: float = 3.0,
 ) -> np.ndarray:
-    """Transfer the colour of ``reference`` onto ``face``.
+    """Transfer the colour of ``reference`` onto ``face``, keeping ``face``'s own fine detail
+    (:func:`transfer_colors`, then :func:`keep_detail`).
 
     Args:
         face: :math:`(R, R, 3)` uint8 RGB, the image to recolour (the model output).
@@ -172,6 +184,22 @@ def match_color(
     Example:
         >>> out = match_color(new_face, src_face, mask, "rct")
     """
+    if method == "none":
+        _check(face, reference, mask)
+        return face
+    return keep_detail(transfer_colors(face, reference, mask, method, max_scale=max_scale), face)
+
+
+def transfer_colors(
+    face: np.ndarray,
+    reference: np.ndarray,
+    mask: np.ndarray | None,
+    method: ColorMethod,
+    *,
+    max_scale: float = 3.0,
+) -> np.ndarray:
+    """The colour transfer itself, over the whole band: the statistics ``method`` matches are the
+    reference's, fine detail included. Arguments and result as :func:`match_color`'s."""
     _check(face, reference, mask)
     if method == "none":
         return face
@@ -182,3 +210,16 @@ def match_color(
     if method == "hist":
         return _hist(face, reference, mask)
     raise ValueError(f"unknown colour method {method!r}; expected one of {COLOR_METHODS}")
+
+
+def keep_detail(mapped: np.ndarray, face: np.ndarray) -> np.ndarray:
+    """``mapped``'s colour and lighting with ``face``'s own fine detail: the Gaussian-blurred
+    ``mapped`` plus the residue of ``face`` (both :math:`(R, R, 3)` uint8; sigma
+    :data:`DETAIL_SIGMA_SHARE` of the side)."""
+    sigma = DETAIL_SIGMA_SHARE * face.shape[0]
+    f = face.astype(np.float32)
+    low_mapped = np.asarray(
+        cv2.GaussianBlur(mapped.astype(np.float32), (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
+    )
+    low_face = np.asarray(cv2.GaussianBlur(f, (0, 0), sigma, borderType=cv2.BORDER_REFLECT))
+    return np.asarray(cv2.convertScaleAbs(low_mapped + (f - low_face)), dtype=np.uint8)
