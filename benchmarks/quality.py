@@ -98,6 +98,7 @@ ARMS = {
     "after_latent1024": TrainConfig(model="loom"),
     "after_true_face": TrainConfig(model="loom", true_face=0.01),
     "after_true_face_strong": TrainConfig(model="loom", true_face=0.1),
+    "after_true_face_free": TrainConfig(model="loom", true_face=0.01),
     "lite_64": TrainConfig(model="lite", resolution=64),
     "lite_128": TrainConfig(model="lite", resolution=128),
 }
@@ -115,6 +116,9 @@ GROW_ARMS = {"after_grow192": 192, "after_grow256": 256}
 the learning rate starts to decay (``schedule.DECAY_FROM``), then go on at a bigger side from those
 weights (``--init-from`` at another ``--resolution``: the convs carry over, the bottleneck is
 resampled)."""
+FREE_POSE_ARMS = frozenset({"after_true_face_free"})
+"""True face without its pose readout (``Adversary.pose_weight`` 0): the latents of B may take
+A's head angles."""
 LATENTS = {"after_latent256": 256, "after_latent1024": 1024}
 """Arms whose dense bottleneck has another size than loom's 512 (DeepFaceLab's SAEHD: 256 at 128 px):
 how much of A the shared latent carries into B's decoder."""
@@ -351,6 +355,8 @@ def run_pair(
         arm.schedule = SCHEDULE_VARIANTS.get(k, {})
         if k in BAND_WEIGHTS:
             arm.trainer.defaults = replace(arm.trainer.defaults, band_weight=BAND_WEIGHTS[k])
+        if k in FREE_POSE_ARMS:
+            arm.trainer.adversary.pose_weight = 0.0
     while not all(arm.done for arm in arms.values()):
         for arm in arms.values():
             if not arm.done:

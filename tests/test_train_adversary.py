@@ -7,8 +7,10 @@ import csv
 import math
 from pathlib import Path
 
+import numpy as np
 import torch
 
+from faceloom.train.adversary import yaw_proxy
 from faceloom.train.modeldir import ModelDir
 from faceloom.train.trainer import Trainer, train
 from tests.conftest import lite_config as lite
@@ -40,7 +42,7 @@ def test_code_discriminator_tells_the_people_apart_and_trains_only_the_encoder(
     model.zero_grad(set_to_none=True)
     rgb, _ = model(faces, "ab")
     total, parts = adversary.generator_loss(
-        {"a": rgb[:n_a], "b": rgb[n_a:]}, n_a, trainer.phase, trainer._autocast
+        batches, {"a": rgb[:n_a], "b": rgb[n_a:]}, n_a, trainer.phase, trainer._autocast
     )
     assert total is not None and parts["true_face_g"] > math.log(2)  # B's latents are caught as B's
     total.backward()
@@ -70,3 +72,19 @@ def test_true_face_is_logged_and_resumes(pair: tuple[Path, Path], tmp_path: Path
     # turned off on resume: no discriminator, and the rows say so
     train(None, None, out, lite(iterations=1, batch_size=4, log_every=1, preview_every=0), resume=True)
     assert _rows(out)[-1]["true_face_g"] == ""
+
+
+def test_yaw_proxy_follows_the_extractors_yaw(pair: tuple[Path, Path], tmp_path: Path) -> None:
+    trainer = Trainer(pair[0], pair[1], tmp_path / "m", lite(true_face=0.5))
+    proxies, yaws = [], []
+    for s in ("a", "b"):
+        data = trainer.eval_data[s]
+        batch = data.fixed(len(data))
+        proxies.append(yaw_proxy(batch.to_torch()["landmarks"]).numpy())
+        by_id = {r.id: r.yaw for r in trainer.fs[s].records}
+        yaws.append(np.array([by_id[i] for i in batch.ids]))
+    proxy, yaw = np.concatenate(proxies), np.concatenate(yaws)
+    assert np.corrcoef(proxy, yaw)[0, 1] > 0.8
+    assert np.median(np.abs(proxy - yaw)) < 3.0  # in about degrees
+    parts = trainer.train_step(0, trainer._batches(0))
+    assert math.isfinite(parts["true_face_pose"]) and math.isfinite(parts["true_face_d"])

@@ -110,7 +110,7 @@ class Batch:
 
         Returns:
             ``warped``, ``target``: :math:`(B, 3, R, R)`; ``mask``, ``weights``: :math:`(B, 1, R, R)`;
-            all float32.
+            ``landmarks`` :math:`(B, 68, 2)` when the batch has them; all float32.
         """
         import torch
 
@@ -120,6 +120,8 @@ class Batch:
             # Copy the NHWC block as it is, then reorder on the device (cheap on a GPU).
             t = torch.from_numpy(getattr(self, name)).to(device)
             out[name] = t.permute(0, 3, 1, 2).contiguous(memory_format=fmt)
+        if len(self.landmarks) == len(self.ids):
+            out["landmarks"] = torch.from_numpy(self.landmarks).to(device)
         return out
 
 

@@ -288,7 +288,7 @@ class Trainer:
             logged.update({f"{k}_{s}": v for k, v in parts.items()})
             total = loss if total is None else total + loss
         assert total is not None
-        extra, parts = self.adversary.generator_loss(preds, n_a, self.phase, self._autocast)
+        extra, parts = self.adversary.generator_loss(batches, preds, n_a, self.phase, self._autocast)
         if extra is not None:
             total = total + extra
             logged.update(parts)
