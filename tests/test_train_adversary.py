@@ -33,17 +33,13 @@ def test_code_discriminator_tells_the_people_apart_and_trains_only_the_encoder(
     for _ in range(40):  # the model stays as built: only the discriminator learns
         rgb, _ = model(faces, "ab")
         preds = {"a": rgb[:n_a], "b": rgb[n_a:]}
-        parts = adversary.discriminator_step(
-            batches, preds, n_a, trainer.phase, trainer._autocast, trainer.scaler
-        )
+        parts = adversary.discriminator_step(batches, preds, trainer.phase)
         losses.append(parts["true_face_d"])
     assert losses[0] > 0.5 and losses[-1] < 0.5 * losses[0], losses  # the latents hold who it is
 
     model.zero_grad(set_to_none=True)
     rgb, _ = model(faces, "ab")
-    total, parts = adversary.generator_loss(
-        batches, {"a": rgb[:n_a], "b": rgb[n_a:]}, n_a, trainer.phase, trainer._autocast
-    )
+    total, parts = adversary.generator_loss(batches, {"a": rgb[:n_a], "b": rgb[n_a:]}, trainer.phase)
     assert total is not None and parts["true_face_g"] > math.log(2)  # B's latents are caught as B's
     total.backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.encoder.parameters())

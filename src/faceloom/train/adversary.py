@@ -50,7 +50,8 @@ class Adversary:
     """The discriminators a run asks for, their optimizers and their checkpointed state.
 
     ``opt_state``: the checkpoint's optimizer state, whose discriminator entries (when present) are
-    loaded, so a GAN or true-face run resumes where it stopped.
+    loaded, so a GAN or true-face run resumes where it stopped. ``autocast`` and ``scaler`` are the
+    trainer's, so the discriminators run at the model's precision.
     """
 
     def __init__(
@@ -60,7 +61,10 @@ class Adversary:
         lr: float,
         device: torch.device,
         opt_state: dict[str, Any] | None,
+        autocast: AutocastFn,
+        scaler: torch.amp.GradScaler,
     ) -> None:
+        self.autocast, self.scaler = autocast, scaler
         self.gan_weight = config.gan_weight
         self.true_face = config.true_face
         self.patches: dict[str, torch.nn.Module] = {}
@@ -101,20 +105,17 @@ class Adversary:
         return bool(self.patches) and phase.gan
 
     def generator_loss(
-        self,
-        batches: Batches,
-        preds: dict[str, torch.Tensor],
-        n_a: int,
-        phase: Phase,
-        autocast: AutocastFn,
+        self, batches: Batches, preds: dict[str, torch.Tensor], phase: Phase
     ) -> tuple[torch.Tensor | None, dict[str, float]]:
-        """The generator's side of both losses for the step whose forward pass just ran.
+        """The generator's side of both losses for the step whose forward pass just ran (A's faces
+        first, then B's, as the trainer encodes them).
 
         Args:
-            preds: (B, 3, R, R) each side's output; n_a: how many of the encoded faces were A's.
+            batches: the step's batch of each side; preds: (B, 3, R, R) each side's output.
         Returns:
             The weighted sum (None when neither loss is on) and its float parts for the log.
         """
+        autocast, n_a = self.autocast, len(preds["a"])
         total: torch.Tensor | None = None
         parts: dict[str, float] = {}
         if self.gan_on(phase):
@@ -140,15 +141,10 @@ class Adversary:
         return F.mse_loss(self.pose(codes.float().flatten(1))[:, 0], want)
 
     def discriminator_step(
-        self,
-        batches: Batches,
-        preds: dict[str, torch.Tensor],
-        n_a: int,
-        phase: Phase,
-        autocast: AutocastFn,
-        scaler: torch.amp.GradScaler,
+        self, batches: Batches, preds: dict[str, torch.Tensor], phase: Phase
     ) -> dict[str, float]:
         """One update of each discriminator that is on (after the generator's step); float losses."""
+        autocast, scaler, n_a = self.autocast, self.scaler, len(preds["a"])
         parts: dict[str, float] = {}
         if self.gan_on(phase) and self.patch_optimizer is not None:
             self.patch_optimizer.zero_grad(set_to_none=True)

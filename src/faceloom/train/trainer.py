@@ -174,7 +174,9 @@ class Trainer:
         opt_state = self.mdir.load_optimizer() if resume else None
         if opt_state is not None:
             self.optimizer.load_state_dict(opt_state["optimizer"])
-        self.adversary = Adversary(self.model, config, self.lr, self.device, opt_state)
+        self.adversary = Adversary(
+            self.model, config, self.lr, self.device, opt_state, self._autocast, self.scaler
+        )
 
         strength = self.defaults.warp_strength if config.warp_strength is None else config.warp_strength
         augment = AugmentConfig(warp=config.warp, warp_strength=strength)
@@ -288,7 +290,7 @@ class Trainer:
             logged.update({f"{k}_{s}": v for k, v in parts.items()})
             total = loss if total is None else total + loss
         assert total is not None
-        extra, parts = self.adversary.generator_loss(batches, preds, n_a, self.phase, self._autocast)
+        extra, parts = self.adversary.generator_loss(batches, preds, self.phase)
         if extra is not None:
             total = total + extra
             logged.update(parts)
@@ -307,9 +309,7 @@ class Trainer:
         self.scaler.step(self.optimizer)
         if self.average is not None:
             self.average.update(step)
-        logged.update(
-            self.adversary.discriminator_step(batches, preds, n_a, self.phase, self._autocast, self.scaler)
-        )
+        logged.update(self.adversary.discriminator_step(batches, preds, self.phase))
         self.scaler.update()
         if self.world > 1:
             logged = ranks.mean_over_ranks(logged, self.world, self.device)
