@@ -99,12 +99,14 @@ ARMS = {
     "after_true_face": TrainConfig(model="loom", true_face=0.01),
     "after_true_face_strong": TrainConfig(model="loom", true_face=0.1),
     "after_true_face_free": TrainConfig(model="loom", true_face=0.01),
+    "after_no_true_face": TrainConfig(model="loom", true_face=0.0),
     "lite_64": TrainConfig(model="lite", resolution=64),
     "lite_128": TrainConfig(model="lite", resolution=128),
 }
 """``before``: loom before issue 21; ``after``: what ``faceloom run`` picks now; the others take the
-side, the detail losses, the GAN (phased: the last fifth only), true face (DeepFaceLab's typical
-power and ten times it), the schedule or the upscales' initialisation apart."""
+side, the detail losses, the GAN (phased: the last fifth only), true face (on in ``after`` at
+DeepFaceLab's typical power; ten times it; off, as ``after`` was until stop 33), the schedule or the
+upscales' initialisation apart."""
 PLAIN_ARMS = frozenset({"before", "after_plain"})
 """Arms whose upscale convs start from HeUniform, as before ICNR (loom's ``icnr``) was the default."""
 SCHEDULE_VARIANTS: dict[str, dict[str, float]] = {"after_late_decay": {"DECAY_FROM": 0.8, "LR_FLOOR": 0.3}}

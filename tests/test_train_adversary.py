@@ -1,5 +1,6 @@
-"""The true-face discriminator (``--true-face``): it learns to tell the two people's latents apart,
-its generator term trains only the encoder, and its state travels with the checkpoint."""
+"""The true-face discriminator (``--true-face``, on in loom by default): it learns to tell the two
+people's latents apart, its generator term trains only the encoder, and its state travels with the
+checkpoint."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from faceloom.config import TrainConfig
 from faceloom.train.adversary import yaw_proxy
 from faceloom.train.modeldir import ModelDir
 from faceloom.train.trainer import Trainer, train
@@ -68,6 +70,18 @@ def test_true_face_is_logged_and_resumes(pair: tuple[Path, Path], tmp_path: Path
     # turned off on resume: no discriminator, and the rows say so
     train(None, None, out, lite(iterations=1, batch_size=4, log_every=1, preview_every=0), resume=True)
     assert _rows(out)[-1]["true_face_g"] == ""
+
+
+def test_true_face_is_on_in_loom_by_default_and_off_when_asked(
+    pair: tuple[Path, Path], tmp_path: Path
+) -> None:
+    loom = Trainer(pair[0], pair[1], tmp_path / "loom", TrainConfig(model="loom", resolution=128))
+    assert loom.adversary.true_face > 0 and loom.adversary.code is not None
+    parts = loom.train_step(0, loom._batches(0))
+    assert math.isfinite(parts["true_face_g"]) and math.isfinite(parts["true_face_pose"])
+    asked_off = TrainConfig(model="loom", resolution=128, true_face=0.0)
+    assert Trainer(pair[0], pair[1], tmp_path / "off", asked_off).adversary.code is None
+    assert Trainer(pair[0], pair[1], tmp_path / "lite", lite()).adversary.code is None
 
 
 def test_yaw_proxy_follows_the_extractors_yaw(pair: tuple[Path, Path], tmp_path: Path) -> None:

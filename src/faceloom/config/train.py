@@ -110,12 +110,13 @@ class TrainConfig(Settings):
         False, "Add a patch discriminator (adversarial loss); phased: in the last fifth only."
     )
     gan_weight: float = setting(0.1, "Weight of the adversarial loss.", low=0.0)
-    true_face: float = setting(
-        0.0,
+    true_face: float | None = setting(
+        None,
         "DeepFaceLab's true face power: a discriminator on the shared latent makes B's latents "
-        "look like A's, the ones B's decoder swaps from (0 = off; DeepFaceLab's typical 0.01).",
+        "look like A's, the ones B's decoder swaps from (0 = off; loom 0.01, DeepFaceLab's typical).",
         low=0.0,
         high=1.0,
+        unset=MODEL_DEFAULT,
     )
     holdout_share: float = setting(
         0.1,

@@ -66,7 +66,8 @@ class Adversary:
     ) -> None:
         self.autocast, self.scaler = autocast, scaler
         self.gan_weight = config.gan_weight
-        self.true_face = config.true_face
+        tf = config.true_face
+        self.true_face = model.train_defaults.true_face if tf is None else tf
         self.patches: dict[str, torch.nn.Module] = {}
         self.patch_optimizer: torch.optim.Optimizer | None = None
         self.code: torch.nn.Module | None = None

@@ -44,6 +44,8 @@ class TrainDefaults:
     """Weight of the perceptual loss on dlib's face network's early features (:mod:`..face_features`)."""
     identity_weight: float = 0.0
     """Weight of the identity loss on swaps (distance of dlib descriptors to the wanted person's mean)."""
+    true_face: float = 0.0
+    """Power of the true-face discriminator on the shared latent (:mod:`faceloom.train.adversary`)."""
     ema_decay: float = 0.0
     """Cap of the decay of the weight average that is saved and swapped with
     (:mod:`faceloom.train.ema`); 0 saves the raw trained weights, as faceswap does."""

@@ -185,6 +185,7 @@ class LoomModel(FaceSwapModel):
         coverage=1.0,
         warp_strength=0.5,  # half faceswap's grid warp: see the module docstring
         ema_decay=0.999,  # save and swap with a weight average (faceloom.train.ema)
+        true_face=0.01,  # swaps into B as sharp as B's rebuilds: see faceloom.train.adversary
     )
 
     def __init__(
