@@ -196,7 +196,9 @@ def _torchrun(args: list[str], port: int) -> subprocess.CompletedProcess[str]:
 
 
 def test_ddp_two_processes_match_one(pair: tuple[Path, Path], tmp_path: Path) -> None:
+    """With true face on (loom's default), whose discriminator trains beside the model."""
     common = ["train", "--a", str(pair[0]), "--b", str(pair[1]), "--model", "lite", "--iterations", "3"]
+    common += ["--true-face", "0.1"]
     common += ["--precision", "fp32", "--batch-size", "8", "--preview-every", "0", "--save-every", "3"]
     common += ["--log-every", "1", "-q"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -215,6 +217,7 @@ def test_ddp_two_processes_match_one(pair: tuple[Path, Path], tmp_path: Path) ->
     for r1, r2 in zip(one, two, strict=True):
         assert float(r1["loss_a"]) == pytest.approx(float(r2["loss_a"]), rel=1e-3)
         assert float(r1["loss_b"]) == pytest.approx(float(r2["loss_b"]), rel=1e-3)
+        assert float(r1["true_face_d"]) == pytest.approx(float(r2["true_face_d"]), rel=1e-3)
 
 
 def test_fp16_trains_with_a_loss_scale(pair: tuple[Path, Path], tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from faceloom.config import TrainConfig
 from faceloom.config.choices import SIDES
 from faceloom.train.discriminator import CodeDiscriminator, PatchDiscriminator
+from faceloom.train.distributed import mean_grads_over_ranks, same_as_rank0
 from faceloom.train.losses import gan_discriminator_loss, gan_generator_loss
 from faceloom.train.models.base import FaceSwapModel
 from faceloom.train.schedule import Phase
@@ -51,7 +52,9 @@ class Adversary:
 
     ``opt_state``: the checkpoint's optimizer state, whose discriminator entries (when present) are
     loaded, so a GAN or true-face run resumes where it stopped. ``autocast`` and ``scaler`` are the
-    trainer's, so the discriminators run at the model's precision.
+    trainer's, so the discriminators run at the model's precision. Under torchrun (``world`` > 1)
+    every rank starts from rank 0's discriminators and averages their gradients, as DDP does for
+    the model, so the ranks keep the same ones.
     """
 
     def __init__(
@@ -63,8 +66,9 @@ class Adversary:
         opt_state: dict[str, Any] | None,
         autocast: AutocastFn,
         scaler: torch.amp.GradScaler,
+        world: int = 1,
     ) -> None:
-        self.autocast, self.scaler = autocast, scaler
+        self.autocast, self.scaler, self.world = autocast, scaler, world
         self.gan_weight = config.gan_weight
         tf = config.true_face
         self.true_face = model.train_defaults.true_face if tf is None else tf
@@ -98,6 +102,7 @@ class Adversary:
                 self.pose.load_state_dict(state["pose_readout"])
                 self.code_optimizer.load_state_dict(state["code_optimizer"])
             model.encoder.register_forward_hook(self._keep_codes)
+        same_as_rank0([*self.patches.values(), *(m for m in (self.code, self.pose) if m is not None)], world)
 
     def _keep_codes(self, _module: torch.nn.Module, _args: Any, output: torch.Tensor) -> None:
         self._codes = output
@@ -159,6 +164,7 @@ class Adversary:
                 total = d if total is None else total + d
             assert total is not None
             scaler.scale(total).backward()
+            self._mean_grads(self.patch_optimizer)
             scaler.step(self.patch_optimizer)
         if self.code is not None and self.code_optimizer is not None and self._codes is not None:
             codes = self._codes.detach()
@@ -169,9 +175,13 @@ class Adversary:
             if self.pose_weight and "landmarks" in batches["a"]:
                 d = d + self._pose_loss(codes, batches)
             scaler.scale(d).backward()
+            self._mean_grads(self.code_optimizer)
             scaler.step(self.code_optimizer)
         self._codes = None
         return parts
+
+    def _mean_grads(self, optimizer: torch.optim.Optimizer) -> None:
+        mean_grads_over_ranks([p for g in optimizer.param_groups for p in g["params"]], self.world)
 
     def state_dict(self) -> dict[str, Any]:
         """The discriminators' entries of a checkpoint's optimizer state (empty when none is on)."""

@@ -57,6 +57,35 @@ def wrap_ddp(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=False)
 
 
+def same_as_rank0(modules: Sequence[torch.nn.Module], world: int) -> None:
+    """Give every rank rank 0's parameters and buffers of ``modules`` (as DDP does for the model)."""
+    if world == 1:
+        return
+    import torch.distributed as dist
+
+    with torch.no_grad():
+        for m in modules:
+            for t in [*m.parameters(), *m.buffers()]:
+                dist.broadcast(t, 0)
+
+
+def mean_grads_over_ranks(params: Sequence[torch.nn.Parameter], world: int) -> None:
+    """Average the gradients of ``params`` over the ranks (as DDP does for the model's): for what
+    trains beside the model, the discriminators, so every rank keeps the same ones."""
+    grads = [p.grad for p in params if p.grad is not None]
+    if world == 1 or not grads:
+        return
+    import torch.distributed as dist
+
+    flat = torch.cat([g.flatten() for g in grads])
+    dist.all_reduce(flat)
+    flat /= world
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset : offset + g.numel()].view_as(g))
+        offset += g.numel()
+
+
 def mean_over_ranks(values: dict[str, float], world: int, device: torch.device) -> dict[str, float]:
     """Average logged losses over the ranks, so the log shows the loss of the whole global batch."""
     import torch.distributed as dist

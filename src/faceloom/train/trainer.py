@@ -175,7 +175,7 @@ class Trainer:
         if opt_state is not None:
             self.optimizer.load_state_dict(opt_state["optimizer"])
         self.adversary = Adversary(
-            self.model, config, self.lr, self.device, opt_state, self._autocast, self.scaler
+            self.model, config, self.lr, self.device, opt_state, self._autocast, self.scaler, self.world
         )
 
         strength = self.defaults.warp_strength if config.warp_strength is None else config.warp_strength
