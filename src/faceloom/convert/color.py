@@ -162,9 +162,9 @@ def match_color(
     method: ColorMethod,
     *,
     max_scale: float = 3.0,
+    keep_own_detail: bool = True,
 ) -> np.ndarray:
-    """Transfer the colour of ``reference`` onto ``face``, keeping ``face``'s own fine detail
-    (:func:`transfer_colors`, then :func:`keep_detail`).
+    """Transfer the colour of ``reference`` onto ``face``, keeping ``face``'s own fine detail.
 
     Args:
         face: :math:`(R, R, 3)` uint8 RGB, the image to recolour (the model output).
@@ -176,6 +176,9 @@ def match_color(
             docstring).
         max_scale: the most ``rct`` / ``lct`` may stretch or shrink a channel's contrast, so a
             nearly flat face cannot blow up into noise.
+        keep_own_detail: the transfer moves only what is coarser than :data:`DETAIL_SIGMA_SHARE`
+            (:func:`keep_detail`); False: the transfer over the whole band, whose statistics are
+            the reference's, fine detail included.
 
     Returns:
         :math:`(R, R, 3)` uint8 RGB, the recoloured face (every pixel is mapped, not only the
@@ -184,32 +187,18 @@ def match_color(
     Example:
         >>> out = match_color(new_face, src_face, mask, "rct")
     """
-    if method == "none":
-        _check(face, reference, mask)
-        return face
-    return keep_detail(transfer_colors(face, reference, mask, method, max_scale=max_scale), face)
-
-
-def transfer_colors(
-    face: np.ndarray,
-    reference: np.ndarray,
-    mask: np.ndarray | None,
-    method: ColorMethod,
-    *,
-    max_scale: float = 3.0,
-) -> np.ndarray:
-    """The colour transfer itself, over the whole band: the statistics ``method`` matches are the
-    reference's, fine detail included. Arguments and result as :func:`match_color`'s."""
     _check(face, reference, mask)
     if method == "none":
         return face
     if method == "rct":
-        return _rct(face, reference, mask, max_scale)
-    if method == "lct":
-        return _lct(face, reference, mask, max_scale)
-    if method == "hist":
-        return _hist(face, reference, mask)
-    raise ValueError(f"unknown colour method {method!r}; expected one of {COLOR_METHODS}")
+        mapped = _rct(face, reference, mask, max_scale)
+    elif method == "lct":
+        mapped = _lct(face, reference, mask, max_scale)
+    elif method == "hist":
+        mapped = _hist(face, reference, mask)
+    else:
+        raise ValueError(f"unknown colour method {method!r}; expected one of {COLOR_METHODS}")
+    return keep_detail(mapped, face) if keep_own_detail else mapped
 
 
 def keep_detail(mapped: np.ndarray, face: np.ndarray) -> np.ndarray:

@@ -72,8 +72,10 @@ def same_as_rank0(modules: Sequence[torch.nn.Module], world: int) -> None:
 def mean_grads_over_ranks(params: Sequence[torch.nn.Parameter], world: int) -> None:
     """Average the gradients of ``params`` over the ranks (as DDP does for the model's): for what
     trains beside the model, the discriminators, so every rank keeps the same ones."""
+    if world == 1:
+        return
     grads = [p.grad for p in params if p.grad is not None]
-    if world == 1 or not grads:
+    if not grads:
         return
     import torch.distributed as dist
 
