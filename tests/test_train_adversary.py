@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from faceloom.config import TrainConfig
-from faceloom.train.adversary import yaw_proxy
+from faceloom.train.adversary import Adversary
 from faceloom.train.modeldir import ModelDir
 from faceloom.train.trainer import Trainer, train
 from tests.conftest import lite_config as lite
@@ -66,6 +66,14 @@ def test_true_face_is_logged_and_resumes(pair: tuple[Path, Path], tmp_path: Path
     assert resumed.adversary.code is not None
     now = resumed.adversary.code.state_dict()
     assert all(torch.equal(now[k], v) for k, v in weights.items())
+    # a checkpoint from before the readout had three angles (yaw only): the readout relearns them
+    r = resumed
+    assert r.adversary.pose is not None
+    yaw_only = {"weight": torch.zeros(1, r.adversary.pose.in_features), "bias": torch.zeros(1)}
+    old = {**saved, "pose_readout": yaw_only}
+    again = Adversary(r.model, r.config, r.lr, r.device, old, r._autocast, r.scaler)
+    assert again.code is not None and again.pose is not None and again.pose.out_features == 3
+    assert all(torch.equal(again.code.state_dict()[k], v) for k, v in weights.items())
     assert resumed.run().step == 8
     # turned off on resume: no discriminator, and the rows say so
     train(None, None, out, lite(iterations=1, batch_size=4, log_every=1, preview_every=0), resume=True)
@@ -84,17 +92,29 @@ def test_true_face_is_on_in_loom_by_default_and_off_when_asked(
     assert Trainer(pair[0], pair[1], tmp_path / "lite", lite()).adversary.code is None
 
 
-def test_yaw_proxy_follows_the_extractors_yaw(pair: tuple[Path, Path], tmp_path: Path) -> None:
+def test_the_batch_pose_follows_the_extractors_and_trains_the_readout(
+    pair: tuple[Path, Path], tmp_path: Path
+) -> None:
     trainer = Trainer(pair[0], pair[1], tmp_path / "m", lite(true_face=0.5))
-    proxies, yaws = [], []
+    poses, stored = [], []
     for s in ("a", "b"):
         data = trainer.eval_data[s]
         batch = data.fixed(len(data))
-        proxies.append(yaw_proxy(batch.to_torch()["landmarks"]).numpy())
-        by_id = {r.id: r.yaw for r in trainer.fs[s].records}
-        yaws.append(np.array([by_id[i] for i in batch.ids]))
-    proxy, yaw = np.concatenate(proxies), np.concatenate(yaws)
-    assert np.corrcoef(proxy, yaw)[0, 1] > 0.8
-    assert np.median(np.abs(proxy - yaw)) < 3.0  # in about degrees
+        poses.append(batch.to_torch()["pose"].numpy())
+        by_id = {r.id: (r.yaw, r.pitch, r.roll) for r in trainer.fs[s].records}
+        stored.append(np.array([by_id[i] for i in batch.ids]))
+    pose, extractor = np.concatenate(poses), np.concatenate(stored)
+    assert pose.shape == (len(extractor), 3)
+    assert np.corrcoef(pose[:, 0], extractor[:, 0])[0, 1] > 0.8  # yaw, in the crop and in the frame
+    assert np.median(np.abs(pose[:, 0] - extractor[:, 0])) < 3.0  # degrees
+    # pitch in the crop differs from the frame's by perspective (about 4 degrees) but follows it
+    assert np.corrcoef(pose[:, 1], extractor[:, 1])[0, 1] > 0.3
+
+    augmented = trainer.data["a"].batch(0, 16).to_torch()  # about half flipped: yaw follows the nose
+    lm = augmented["landmarks"].numpy()
+    nose_offset = lm[:, 30, 0] - 0.5 * (lm[:, 0, 0] + lm[:, 16, 0])
+    assert np.corrcoef(augmented["pose"][:, 0].numpy(), nose_offset)[0, 1] > 0.8
+    adversary = trainer.adversary
+    assert adversary.pose is not None and adversary.pose.out_features == 3
     parts = trainer.train_step(0, trainer._batches(0))
     assert math.isfinite(parts["true_face_pose"]) and math.isfinite(parts["true_face_d"])

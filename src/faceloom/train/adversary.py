@@ -29,18 +29,10 @@ Batches = dict[str, dict[str, torch.Tensor]]
 
 
 POSE_WEIGHT = 0.01
-"""Weight of the pose readout's squared error (degrees², :func:`yaw_proxy`) with true face; 0: off."""
-YAW_DEGREES = 150.0
-"""Degrees of yaw per jaw width of nose offset (fitted on GRID s4 and s1: 0.97 and 0.95 correlation
-with the extractor's yaw)."""
-
-
-def yaw_proxy(landmarks: torch.Tensor) -> torch.Tensor:
-    """(B, 68, 2) landmarks -> (B,) head turn in about degrees: the nose tip's offset from the middle
-    of the jaw's ends over the jaw's width, times :data:`YAW_DEGREES` (sign as the picture's x)."""
-    left, right, nose = landmarks[:, 0, 0], landmarks[:, 16, 0], landmarks[:, 30, 0]
-    width = (right - left).abs().clamp_min(1.0)
-    return (nose - 0.5 * (left + right)) / width * YAW_DEGREES
+"""Weight of the pose readout's squared error (degrees², the batch's ``pose``: yaw, pitch, roll) with
+true face; 0: off."""
+POSE_AXES = 3
+"""Yaw, pitch and roll: the readout's outputs, the head angles eval compares."""
 
 
 def _bce(logits: torch.Tensor, label: float) -> torch.Tensor:
@@ -78,7 +70,7 @@ class Adversary:
         self.code_optimizer: torch.optim.Optimizer | None = None
         self._codes: torch.Tensor | None = None
         self.pose_weight = POSE_WEIGHT
-        self.pose: torch.nn.Module | None = None
+        self.pose: torch.nn.Linear | None = None
         state = opt_state or {}
         if config.gan:
             self.patches = {s: PatchDiscriminator().to(device) for s in SIDES}
@@ -92,15 +84,17 @@ class Adversary:
             with torch.no_grad():
                 code = model.encode(torch.zeros(1, 3, model.resolution, model.resolution, device=device))
             self.code = CodeDiscriminator(code.shape[1], code.shape[-1]).to(device)
-            # A linear readout of the head's turn from the latent, shared by both people: B's
+            # A linear readout of the head's angles from the latent, shared by both people: B's
             # latents may look like A's, but not at another angle than B's face is at.
-            self.pose = torch.nn.Linear(code[0].numel(), 1).to(device)
+            self.pose = torch.nn.Linear(code[0].numel(), POSE_AXES).to(device)
             params = [*self.code.parameters(), *self.pose.parameters()]
             self.code_optimizer = torch.optim.Adam(params, lr=lr, betas=(0.5, 0.999))
             if "code_discriminator" in state:
                 self.code.load_state_dict(state["code_discriminator"])
-                self.pose.load_state_dict(state["pose_readout"])
-                self.code_optimizer.load_state_dict(state["code_optimizer"])
+                # An older checkpoint's readout of yaw alone is left to relearn, with fresh moments.
+                if state["pose_readout"]["weight"].shape == self.pose.weight.shape:
+                    self.pose.load_state_dict(state["pose_readout"])
+                    self.code_optimizer.load_state_dict(state["code_optimizer"])
             model.encoder.register_forward_hook(self._keep_codes)
         same_as_rank0([*self.patches.values(), *(m for m in (self.code, self.pose) if m is not None)], world)
 
@@ -135,7 +129,7 @@ class Adversary:
                 g = _bce(self.code(self._codes[n_a:]), 1.0)
             parts["true_face_g"] = float(g.detach())
             total = self.true_face * g if total is None else total + self.true_face * g
-            if self.pose_weight and "landmarks" in batches["a"]:
+            if self.pose_weight and "pose" in batches["a"]:
                 pose = self._pose_loss(self._codes, batches)
                 parts["true_face_pose"] = float(pose.detach())
                 total = total + self.pose_weight * pose
@@ -143,8 +137,8 @@ class Adversary:
 
     def _pose_loss(self, codes: torch.Tensor, batches: Batches) -> torch.Tensor:
         assert self.pose is not None
-        want = torch.cat([yaw_proxy(batches[s]["landmarks"]) for s in SIDES])
-        return F.mse_loss(self.pose(codes.float().flatten(1))[:, 0], want)
+        want = torch.cat([batches[s]["pose"] for s in SIDES])
+        return F.mse_loss(self.pose(codes.float().flatten(1)), want)
 
     def discriminator_step(
         self, batches: Batches, preds: dict[str, torch.Tensor], phase: Phase
@@ -172,7 +166,7 @@ class Adversary:
             with autocast():
                 d = 0.5 * (_bce(self.code(codes[:n_a]), 1.0) + _bce(self.code(codes[n_a:]), 0.0))
             parts["true_face_d"] = float(d.detach())
-            if self.pose_weight and "landmarks" in batches["a"]:
+            if self.pose_weight and "pose" in batches["a"]:
                 d = d + self._pose_loss(codes, batches)
             scaler.scale(d).backward()
             self._mean_grads(self.code_optimizer)

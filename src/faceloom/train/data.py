@@ -38,6 +38,7 @@ from faceloom.faces.align import CROP_REGIONS, stored_to_crop, transform_points
 from faceloom.faces.faceset import FaceRecord, Faceset
 from faceloom.faces.landmarks import LEFT_EYE, MOUTH, RIGHT_EYE, interocular
 from faceloom.faces.masks import hull_mask
+from faceloom.faces.pose import estimate_pose
 from faceloom.progress import ProgressFn, report
 from faceloom.train.augment import (
     COLOR_BRIGHTNESS,
@@ -86,6 +87,9 @@ class Batch:
             weights on those regions.
         ids: the face id of each sample.
         landmarks: :math:`(B, 68, 2)` float32 landmarks of the target in its pixels (iBUG order).
+        pose: :math:`(B, 3)` float32 yaw, pitch, roll in degrees of the target's head, from those
+            landmarks in the ``R x R`` crop (:func:`~faceloom.faces.pose.estimate_pose`, as eval
+            measures a swap's pose).
     """
 
     warped: np.ndarray
@@ -94,6 +98,7 @@ class Batch:
     weights: np.ndarray
     ids: list[str]
     landmarks: np.ndarray = field(default_factory=lambda: np.zeros((0, 68, 2), dtype=np.float32))
+    pose: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), dtype=np.float32))
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -110,7 +115,8 @@ class Batch:
 
         Returns:
             ``warped``, ``target``: :math:`(B, 3, R, R)`; ``mask``, ``weights``: :math:`(B, 1, R, R)`;
-            ``landmarks`` :math:`(B, 68, 2)` when the batch has them; all float32.
+            ``landmarks`` :math:`(B, 68, 2)` and ``pose`` :math:`(B, 3)` when the batch has them; all
+            float32.
         """
         import torch
 
@@ -120,8 +126,9 @@ class Batch:
             # Copy the NHWC block as it is, then reorder on the device (cheap on a GPU).
             t = torch.from_numpy(getattr(self, name)).to(device)
             out[name] = t.permute(0, 3, 1, 2).contiguous(memory_format=fmt)
-        if len(self.landmarks) == len(self.ids):
-            out["landmarks"] = torch.from_numpy(self.landmarks).to(device)
+        for name in ("landmarks", "pose"):
+            if len(getattr(self, name)) == len(self.ids):
+                out[name] = torch.from_numpy(getattr(self, name)).to(device)
         return out
 
 
@@ -439,6 +446,7 @@ class FaceData:
         out.mask[i, :, :, 0] = hull_mask(pts, r)
         out.weights[i, :, :, 0] = region_weights_fast(pts, r, self.eye_weight, self.mouth_weight)
         out.landmarks[i] = pts
+        out.pose[i] = estimate_pose(pts, (r, r))
         out.ids[i] = self.ids[j]
 
     def _build(self, idx: np.ndarray, rngs: list[np.random.Generator] | None) -> Batch:
@@ -450,6 +458,7 @@ class FaceData:
             weights=np.empty((b, r, r, 1), dtype=np.float32),
             ids=[""] * b,
             landmarks=np.empty((b, 68, 2), dtype=np.float32),
+            pose=np.empty((b, 3), dtype=np.float32),
         )
         for i, j in enumerate(idx):
             self._sample(int(j), None if rngs is None else rngs[i], work, i)
