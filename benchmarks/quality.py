@@ -325,6 +325,9 @@ def eval_summary(report: dict[str, Any]) -> dict[str, Any]:
         "id_retrieval_all": {d: ident[d]["id_retrieval_all"] for d in ident if isinstance(ident[d], dict)},
         "people": max((v.get("people", 0) for v in ident.values() if isinstance(v, dict)), default=0),
         "pose_error_deg": {d: v.get("pose_error_deg") for d, v in pose.items() if isinstance(v, dict)},
+        "pose_error_interval_deg": {
+            d: v.get("pose_error_interval_deg") for d, v in pose.items() if isinstance(v, dict)
+        },
         "video": {k: video[k] for k in VIDEO_KEYS},
     }
 

@@ -13,9 +13,11 @@ import numpy as np
 import pytest
 import torch
 
+from faceloom.cli.formatting import eval_lines
 from faceloom.errors import InputError
 from faceloom.evaluation import EvalConfig, evaluate, evaluate_model
 from faceloom.evaluation.flicker import video_flicker
+from faceloom.evaluation.interval import bootstrap_mean_interval
 from faceloom.faces.faceset import Faceset
 from faceloom.train.modeldir import ModelDir
 from faceloom.train.models import create_model
@@ -65,7 +67,32 @@ def test_eval_scores_held_out_faces_and_beats_untrained_weights(
         pe = trained_eval["pose_expression"][d]
         assert pe["measured"] >= 0.75 * pe["faces"], pe
         assert pe["pose_error_deg"] < 5.0 and pe["landmark_nme"] < 0.15 and pe["mouth_open_error"] < 0.15, pe
+        low, high = pe["pose_error_interval_deg"]
+        # a dozen faces whose head angles the swap keeps to within a few degrees, not all equally well
+        assert low < pe["pose_error_deg"] < high < low + 5.0, pe
+        line = next(ln for ln in eval_lines(trained_eval) if f"pose/expression {d[0].upper()}->" in ln)
+        assert f"pose error {pe['pose_error_deg']} deg (95%: {low}..{high})" in line, line
     assert trained_eval["warnings"] == []
+
+
+def test_bootstrap_interval_covers_the_true_mean_about_as_often_as_it_says() -> None:
+    rng = np.random.default_rng(7)
+    spread = 2.5
+    true_mean = spread * np.sqrt(2 / np.pi)  # per-face errors as a folded normal: mean 1.995
+    covered = 0
+    for draw in range(200):
+        sample = np.abs(rng.normal(0.0, spread, size=64))
+        low, high = bootstrap_mean_interval(sample, seed=draw)
+        covered += int(low <= true_mean <= high)
+    assert 0.88 <= covered / 200 <= 0.99, covered
+    # four times the faces, half the width
+    wide = bootstrap_mean_interval(np.abs(rng.normal(0.0, spread, size=64)))
+    narrow = bootstrap_mean_interval(np.abs(rng.normal(0.0, spread, size=256)))
+    assert 0.35 < (narrow[1] - narrow[0]) / (wide[1] - wide[0]) < 0.65
+    assert bootstrap_mean_interval(np.array([1.5])) == (1.5, 1.5)
+    assert bootstrap_mean_interval(sample, seed=3) == bootstrap_mean_interval(sample, seed=3)
+    with pytest.raises(ValueError, match="non-empty"):
+        bootstrap_mean_interval(np.array([]))
 
 
 def test_eval_is_deterministic_for_a_fixed_seed(trained_lite: Path, trained_eval: dict[str, Any]) -> None:

@@ -6,6 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from faceloom.evaluation.interval import INTERVAL_LEVEL
+
+
+def _interval(bounds: list[float] | None) -> str:
+    """`` (95%: low..high)`` for a bootstrap interval, nothing for a report written before it."""
+    return f" ({INTERVAL_LEVEL:.0%}: {bounds[0]}..{bounds[1]})" if bounds else ""
+
 
 def _range(summary: dict[str, Any]) -> str:
     return f"{summary['min']}..{summary['max']}" if summary.get("count") else "-"
@@ -67,7 +74,9 @@ def eval_lines(result: dict[str, Any]) -> list[str]:
     for d, r in result["pose_expression"].items():
         if r.get("measured"):
             lines.append(
-                f"  pose/expression {d.replace('_to_', '->').upper()}: pose error {r['pose_error_deg']} deg, "
+                f"  pose/expression {d.replace('_to_', '->').upper()}: pose error {r['pose_error_deg']} deg"
+                + _interval(r.get("pose_error_interval_deg"))
+                + ", "
                 f"landmark NME {r['landmark_nme']}, mouth {r['mouth_open_error']}, eyes {r['eye_open_error']}"
                 f" ({r['measured']} of {r['faces']} measured)"
             )

@@ -2,7 +2,8 @@
 scores, flicker of a converted video. One package, so every score is computed one way.
 
 Modules: :mod:`.crops` (faces through a model; identity embeddings at known landmarks; SSIM on a
-common crop), :mod:`.evaluate` (the held-out report of `faceloom eval`), :mod:`.flicker`.
+common crop), :mod:`.evaluate` (the held-out report of `faceloom eval`), :mod:`.flicker`,
+:mod:`.interval` (how far a mean over held-out faces would move with other faces).
 """
 
 from faceloom.config import EvalConfig

@@ -18,11 +18,12 @@ What is measured (each side's held-out faces as recorded in model.json, never tr
   ``reconstruction`` carries the same ratio per face, rebuild over the real face.
 - ``pose_expression``: landmarks of each swap and of its input face, both found by the same detector
   (mediapipe by default) on the crop upsampled to 256 px and padded; ``pose_error_deg`` the mean
-  absolute yaw/pitch/roll difference (head pose from those landmarks), ``landmark_nme`` the mean
-  point distance over the 68 points in units of the input's eye distance (it includes the honest
-  change of face shape from one person to the other), ``mouth_open_error`` / ``eye_open_error`` the
-  mean absolute difference of the mouth-opening and eye-aspect ratios. Faces where either detection
-  fails count in ``failed`` and not in the means.
+  absolute yaw/pitch/roll difference (head pose from those landmarks) and
+  ``pose_error_interval_deg`` its bootstrap interval over the faces (:mod:`.interval`),
+  ``landmark_nme`` the mean point distance over the 68 points in units of the input's eye distance
+  (it includes the honest change of face shape from one person to the other),
+  ``mouth_open_error`` / ``eye_open_error`` the mean absolute difference of the mouth-opening and
+  eye-aspect ratios. Faces where either detection fails count in ``failed`` and not in the means.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ import numpy as np
 from faceloom.config import EvalConfig
 from faceloom.config.choices import SIDES, DetectorName, Side
 from faceloom.errors import FormatError, InputError
+from faceloom.evaluation.interval import bootstrap_mean_interval
 from faceloom.evaluation.sharpness import detail_energy, grid_energy, sharpness_ratio
 from faceloom.faces.faceset import FaceRecord, Faceset
 from faceloom.faces.identity import FaceEmbedder
@@ -273,10 +275,13 @@ def pose_expression_block(inputs: np.ndarray, swaps: np.ndarray, landmarker: _La
     size = (inputs.shape[2], inputs.shape[1])
     p_in = np.array([estimate_pose(lm, size) for lm in li_a])
     p_out = np.array([estimate_pose(lm, size) for lm in lo_a])
-    per_angle = np.abs((p_out - p_in + 180.0) % 360.0 - 180.0).mean(axis=0)
+    angle_error = np.abs((p_out - p_in + 180.0) % 360.0 - 180.0)  # (N, 3)
+    per_angle = angle_error.mean(axis=0)
+    low, high = bootstrap_mean_interval(angle_error.mean(axis=1))
     e_in, e_out = expression_measures(li_a), expression_measures(lo_a)
     out.update(
         pose_error_deg=_r(pose_error(p_out, p_in), 3),
+        pose_error_interval_deg=[_r(low, 3), _r(high, 3)],
         yaw_error_deg=_r(per_angle[0], 3),
         pitch_error_deg=_r(per_angle[1], 3),
         roll_error_deg=_r(per_angle[2], 3),
