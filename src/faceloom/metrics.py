@@ -396,22 +396,27 @@ def landmark_error(pred: np.ndarray, ref: np.ndarray) -> float:
     return float(np.mean(dist / iod))
 
 
-def pose_error(pose_a: np.ndarray, pose_b: np.ndarray) -> float:
-    """Mean absolute difference of head angles in degrees, wrapped to [0, 180].
+def angle_differences(pose_a: np.ndarray, pose_b: np.ndarray) -> np.ndarray:
+    """Absolute differences of head angles in degrees, wrapped to [0, 180].
 
     Args:
         pose_a: (yaw, pitch, roll) in degrees, :math:`(3,)` or :math:`(N, 3)`.
         pose_b: the same shape.
 
     Returns:
-        Mean over faces and the three angles.
+        The same shape: each face's yaw, pitch and roll difference.
     """
     a = np.asarray(pose_a, dtype=np.float64)
     b = np.asarray(pose_b, dtype=np.float64)
     if a.shape != b.shape or a.shape[-1:] != (3,) or a.ndim not in (1, 2):
         raise ValueError(f"poses must both be (3,) or (N, 3), got {a.shape} and {b.shape}")
-    diff = np.abs((a - b + 180.0) % 360.0 - 180.0)
-    return float(diff.mean())
+    diff: np.ndarray = np.abs((a - b + 180.0) % 360.0 - 180.0)
+    return diff
+
+
+def pose_error(pose_a: np.ndarray, pose_b: np.ndarray) -> float:
+    """Mean of :func:`angle_differences` over faces and the three angles."""
+    return float(angle_differences(pose_a, pose_b).mean())
 
 
 # ------------------------------------------------------------------------------------- flicker

@@ -48,11 +48,11 @@ from faceloom.faces.masks import hull_mask
 from faceloom.faces.pose import estimate_pose
 from faceloom.metrics import (
     SAME_PERSON_DISTANCE,
+    angle_differences,
     cosine_similarity,
     embedding_distance,
     id_retrieval,
     landmark_error,
-    pose_error,
     psnr,
     ssim,
 )
@@ -275,12 +275,12 @@ def pose_expression_block(inputs: np.ndarray, swaps: np.ndarray, landmarker: _La
     size = (inputs.shape[2], inputs.shape[1])
     p_in = np.array([estimate_pose(lm, size) for lm in li_a])
     p_out = np.array([estimate_pose(lm, size) for lm in lo_a])
-    angle_error = np.abs((p_out - p_in + 180.0) % 360.0 - 180.0)  # (N, 3)
+    angle_error = angle_differences(p_out, p_in)  # (N, 3)
     per_angle = angle_error.mean(axis=0)
     low, high = bootstrap_mean_interval(angle_error.mean(axis=1))
     e_in, e_out = expression_measures(li_a), expression_measures(lo_a)
     out.update(
-        pose_error_deg=_r(pose_error(p_out, p_in), 3),
+        pose_error_deg=_r(float(angle_error.mean()), 3),
         pose_error_interval_deg=[_r(low, 3), _r(high, 3)],
         yaw_error_deg=_r(per_angle[0], 3),
         pitch_error_deg=_r(per_angle[1], 3),
