@@ -335,6 +335,7 @@ def eval_summary(report: dict[str, Any]) -> dict[str, Any]:
         "pose_error_interval_deg": {
             d: v.get("pose_error_interval_deg") for d, v in pose.items() if isinstance(v, dict)
         },
+        "pose_offset_deg": {d: v.get("pose_offset_deg") for d, v in pose.items() if isinstance(v, dict)},
         "video": {k: video[k] for k in VIDEO_KEYS},
     }
 

@@ -16,6 +16,8 @@ import torch
 from faceloom.cli.formatting import eval_lines
 from faceloom.errors import InputError
 from faceloom.evaluation import EvalConfig, evaluate, evaluate_model
+from faceloom.evaluation.crops import model_crops
+from faceloom.evaluation.evaluate import _Landmarker, pose_expression_block
 from faceloom.evaluation.flicker import video_flicker
 from faceloom.evaluation.interval import bootstrap_mean_interval
 from faceloom.faces.faceset import Faceset
@@ -29,6 +31,10 @@ CFG = EvalConfig(seed=3, device="cpu", max_faces=12)
 @pytest.fixture(scope="module")
 def trained_eval(trained_lite: Path) -> dict[str, Any]:
     return evaluate(trained_lite, config=CFG)
+
+
+def per_angle(block: dict[str, Any]) -> list[float]:
+    return [block[f"{k}_error_deg"] for k in ("yaw", "pitch", "roll")]
 
 
 def _numbers(result: dict[str, Any]) -> dict[str, Any]:
@@ -71,7 +77,8 @@ def test_eval_scores_held_out_faces_and_beats_untrained_weights(
         # a dozen faces whose head angles the swap keeps to within a few degrees, not all equally well
         assert low < pe["pose_error_deg"] < high < low + 5.0, pe
         line = next(ln for ln in eval_lines(trained_eval) if f"pose/expression {d[0].upper()}->" in ln)
-        assert f"pose error {pe['pose_error_deg']} deg (95%: {low}..{high})" in line, line
+        assert f"pose error {pe['pose_error_deg']} deg (95%: {low}..{high}); shared offset yaw" in line, line
+        assert all(abs(v) <= e + 1e-3 for v, e in zip(pe["pose_offset_deg"], per_angle(pe), strict=True))
     assert trained_eval["warnings"] == []
 
 
@@ -93,6 +100,22 @@ def test_bootstrap_interval_covers_the_true_mean_about_as_often_as_it_says() -> 
     assert bootstrap_mean_interval(sample, seed=3) == bootstrap_mean_interval(sample, seed=3)
     with pytest.raises(ValueError, match="non-empty"):
         bootstrap_mean_interval(np.array([]))
+
+
+def test_pose_offset_tells_a_shared_tilt_from_the_error_per_face(g1_faceset: Path) -> None:
+    fs = Faceset.load(g1_faceset)
+    faces, _ = model_crops(fs, fs.records[::6][:12], "whole_face", 128)
+    turn = cv2.getRotationMatrix2D((64.0, 64.0), 6.0, 1.0)  # counter-clockwise on screen
+    tilted = np.stack([cv2.warpAffine(f, turn, (128, 128), borderMode=cv2.BORDER_REFLECT) for f in faces])
+    landmarker = _Landmarker(CFG.detector)
+    try:
+        block = pose_expression_block(faces, tilted, landmarker)
+    finally:
+        landmarker.close()
+    assert block["measured"] >= 10, block
+    yaw, pitch, roll = block["pose_offset_deg"]
+    assert roll == pytest.approx(-6.0, abs=1.0) and abs(yaw) < 1.5 and abs(pitch) < 1.5
+    assert per_angle(block)[2] == pytest.approx(abs(roll), abs=0.3)  # every face tilted alike
 
 
 def test_eval_is_deterministic_for_a_fixed_seed(trained_lite: Path, trained_eval: dict[str, Any]) -> None:

@@ -396,8 +396,9 @@ def landmark_error(pred: np.ndarray, ref: np.ndarray) -> float:
     return float(np.mean(dist / iod))
 
 
-def angle_differences(pose_a: np.ndarray, pose_b: np.ndarray) -> np.ndarray:
-    """Absolute differences of head angles in degrees, wrapped to [0, 180].
+def angle_differences(pose_a: np.ndarray, pose_b: np.ndarray, signed: bool = False) -> np.ndarray:
+    """Absolute differences of head angles in degrees, wrapped to [0, 180]; ``signed``: ``a - b``
+    wrapped to [-180, 180).
 
     Args:
         pose_a: (yaw, pitch, roll) in degrees, :math:`(3,)` or :math:`(N, 3)`.
@@ -410,8 +411,8 @@ def angle_differences(pose_a: np.ndarray, pose_b: np.ndarray) -> np.ndarray:
     b = np.asarray(pose_b, dtype=np.float64)
     if a.shape != b.shape or a.shape[-1:] != (3,) or a.ndim not in (1, 2):
         raise ValueError(f"poses must both be (3,) or (N, 3), got {a.shape} and {b.shape}")
-    diff: np.ndarray = np.abs((a - b + 180.0) % 360.0 - 180.0)
-    return diff
+    diff: np.ndarray = (a - b + 180.0) % 360.0 - 180.0
+    return diff if signed else np.abs(diff)
 
 
 def pose_error(pose_a: np.ndarray, pose_b: np.ndarray) -> float:

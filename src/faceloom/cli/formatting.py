@@ -14,6 +14,11 @@ def _interval(bounds: list[float] | None) -> str:
     return f" ({INTERVAL_LEVEL:.0%}: {bounds[0]}..{bounds[1]})" if bounds else ""
 
 
+def _offset(mean: list[float] | None) -> str:
+    """``; shared offset yaw/pitch/roll Y/P/R deg`` (swap minus input), nothing for an older report."""
+    return "; shared offset yaw/pitch/roll " + "/".join(f"{v:+g}" for v in mean) + " deg" if mean else ""
+
+
 def _range(summary: dict[str, Any]) -> str:
     return f"{summary['min']}..{summary['max']}" if summary.get("count") else "-"
 
@@ -76,6 +81,7 @@ def eval_lines(result: dict[str, Any]) -> list[str]:
             lines.append(
                 f"  pose/expression {d.replace('_to_', '->').upper()}: pose error {r['pose_error_deg']} deg"
                 + _interval(r.get("pose_error_interval_deg"))
+                + _offset(r.get("pose_offset_deg"))
                 + ", "
                 f"landmark NME {r['landmark_nme']}, mouth {r['mouth_open_error']}, eyes {r['eye_open_error']}"
                 f" ({r['measured']} of {r['faces']} measured)"

@@ -20,6 +20,8 @@ What is measured (each side's held-out faces as recorded in model.json, never tr
   (mediapipe by default) on the crop upsampled to 256 px and padded; ``pose_error_deg`` the mean
   absolute yaw/pitch/roll difference (head pose from those landmarks) and
   ``pose_error_interval_deg`` its bootstrap interval over the faces (:mod:`.interval`),
+  ``pose_offset_deg`` the mean signed yaw/pitch/roll of swap minus input (an error all swaps share,
+  such as a head drawn at the wanted person's usual angle, against one that varies face to face),
   ``landmark_nme`` the mean point distance over the 68 points in units of the input's eye distance
   (it includes the honest change of face shape from one person to the other),
   ``mouth_open_error`` / ``eye_open_error`` the mean absolute difference of the mouth-opening and
@@ -275,7 +277,8 @@ def pose_expression_block(inputs: np.ndarray, swaps: np.ndarray, landmarker: _La
     size = (inputs.shape[2], inputs.shape[1])
     p_in = np.array([estimate_pose(lm, size) for lm in li_a])
     p_out = np.array([estimate_pose(lm, size) for lm in lo_a])
-    angle_error = angle_differences(p_out, p_in)  # (N, 3)
+    offset = angle_differences(p_out, p_in, signed=True)  # (N, 3)
+    angle_error = np.abs(offset)
     per_angle = angle_error.mean(axis=0)
     low, high = bootstrap_mean_interval(angle_error.mean(axis=1))
     e_in, e_out = expression_measures(li_a), expression_measures(lo_a)
@@ -285,6 +288,7 @@ def pose_expression_block(inputs: np.ndarray, swaps: np.ndarray, landmarker: _La
         yaw_error_deg=_r(per_angle[0], 3),
         pitch_error_deg=_r(per_angle[1], 3),
         roll_error_deg=_r(per_angle[2], 3),
+        pose_offset_deg=[_r(v, 3) for v in offset.mean(axis=0)],
         landmark_nme=_r(landmark_error(lo_a, li_a)),
         mouth_open_error=_r(float(np.abs(e_out["mouth_open"] - e_in["mouth_open"]).mean())),
         eye_open_error=_r(float(np.abs(e_out["eye_open"] - e_in["eye_open"]).mean())),
