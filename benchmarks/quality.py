@@ -100,7 +100,6 @@ ARMS = {
     "after_true_face_strong": TrainConfig(model="loom", true_face=0.1),
     "after_true_face_free": TrainConfig(model="loom", true_face=0.01),
     "after_pose_strong": TrainConfig(model="loom", true_face=0.01),
-    "after_swap_pose": TrainConfig(model="loom", true_face=0.01),
     "after_no_true_face": TrainConfig(model="loom", true_face=0.0),
     "lite_64": TrainConfig(model="lite", resolution=64),
     "lite_128": TrainConfig(model="lite", resolution=128),
@@ -120,14 +119,9 @@ GROW_ARMS = {"after_grow192": 192, "after_grow256": 256}
 the learning rate starts to decay (``schedule.DECAY_FROM``), then go on at a bigger side from those
 weights (``--init-from`` at another ``--resolution``: the convs carry over, the bottleneck is
 resampled)."""
-ADVERSARY_WEIGHTS: dict[str, dict[str, float]] = {
-    "after_true_face_free": {"pose_weight": 0.0},
-    "after_pose_strong": {"pose_weight": 0.1},
-    "after_swap_pose": {"swap_pose_weight": 0.02},
-}
-"""Arms whose true face weighs its pose terms otherwise than :mod:`faceloom.train.adversary` does:
-the readout off (the latents of B may take A's head angles) or at ten times ``POSE_WEIGHT``; the
-swaps' pose as the readout reads it (``SWAP_POSE_WEIGHT``, off by default)."""
+POSE_WEIGHTS = {"after_true_face_free": 0.0, "after_pose_strong": 0.1}
+"""Arms whose true face weighs its pose readout otherwise than ``adversary.POSE_WEIGHT``: off (the
+latents of B may take A's head angles), or ten times it."""
 LATENTS = {"after_latent256": 256, "after_latent1024": 1024}
 """Arms whose dense bottleneck has another size than loom's 512 (DeepFaceLab's SAEHD: 256 at 128 px):
 how much of A the shared latent carries into B's decoder."""
@@ -368,8 +362,8 @@ def run_pair(
         arm.schedule = SCHEDULE_VARIANTS.get(k, {})
         if k in BAND_WEIGHTS:
             arm.trainer.defaults = replace(arm.trainer.defaults, band_weight=BAND_WEIGHTS[k])
-        for attr, weight in ADVERSARY_WEIGHTS.get(k, {}).items():
-            setattr(arm.trainer.adversary, attr, weight)
+        if k in POSE_WEIGHTS:
+            arm.trainer.adversary.pose_weight = POSE_WEIGHTS[k]
     while not all(arm.done for arm in arms.values()):
         for arm in arms.values():
             if not arm.done:

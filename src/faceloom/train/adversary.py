@@ -31,11 +31,6 @@ Batches = dict[str, dict[str, torch.Tensor]]
 POSE_WEIGHT = 0.01
 """Weight of the pose readout's squared error (degrees², the batch's ``pose``: yaw, pitch, roll) with
 true face; 0: off."""
-SWAP_POSE_WEIGHT = 0.0
-"""Weight of the swaps' pose error as the readout reads it (degrees², see :meth:`Adversary._swap_pose_loss`)
-with true face; 0: off."""
-SWAP_POSE_FACES = 2
-"""Faces of each side swapped per step for the swap pose loss (each costs a decoder and an encoder pass)."""
 POSE_AXES = 3
 """Yaw, pitch and roll: the readout's outputs, the head angles eval compares."""
 
@@ -74,8 +69,7 @@ class Adversary:
         self.code: torch.nn.Module | None = None
         self.code_optimizer: torch.optim.Optimizer | None = None
         self._codes: torch.Tensor | None = None
-        self.pose_weight, self.swap_pose_weight = POSE_WEIGHT, SWAP_POSE_WEIGHT
-        self.model = model
+        self.pose_weight = POSE_WEIGHT
         self.pose: torch.nn.Linear | None = None
         state = opt_state or {}
         if config.gan:
@@ -139,35 +133,7 @@ class Adversary:
                 pose = self._pose_loss(self._codes, batches)
                 parts["true_face_pose"] = float(pose.detach())
                 total = total + self.pose_weight * pose
-            if self.swap_pose_weight and "pose" in batches["a"]:
-                swap_pose = self._swap_pose_loss(self._codes, batches)
-                parts["swap_pose"] = float(swap_pose.detach())
-                total = total + self.swap_pose_weight * swap_pose
         return total, parts
-
-    def _swap_pose_loss(self, codes: torch.Tensor, batches: Batches) -> torch.Tensor:
-        """Squared error (degrees²) of the head angles the readout reads off a few swaps, encoded
-        again, against the angles of the faces they came from (A's faces through B's decoder and the
-        other way). The second encoder pass and the readout are frozen here: only the decoders and
-        the first pass may lower it, by drawing the head at the input's angle.
-
-        Args:
-            codes: :math:`(B_a + B_b, ...)` the step's latents, A's faces first.
-        """
-        assert self.pose is not None
-        encoder, starts = self.model.encoder, (0, len(batches["a"]["pose"]))
-        frozen = {n: t.detach() for n, t in (*encoder.named_parameters(), *encoder.named_buffers())}
-        readout = {n: t.detach() for n, t in self.pose.named_parameters()}
-        kept, terms = self._codes, []
-        for side, other, start in zip(SIDES, SIDES[::-1], starts, strict=True):
-            z = codes[start : start + SWAP_POSE_FACES]
-            with self.autocast():
-                swap, _ = self.model.decode(z, other)
-                again = torch.func.functional_call(encoder, frozen, (swap,))
-            read = torch.func.functional_call(self.pose, readout, (again.float().flatten(1),))
-            terms.append(F.mse_loss(read, batches[side]["pose"][: len(z)]))
-        self._codes = kept  # the second pass ran the encoder's hook
-        return sum(terms[1:], terms[0]) / len(terms)
 
     def _pose_loss(self, codes: torch.Tensor, batches: Batches) -> torch.Tensor:
         assert self.pose is not None
