@@ -99,7 +99,7 @@ ARMS = {
     "after_true_face": TrainConfig(model="loom", true_face=0.01),
     "after_true_face_strong": TrainConfig(model="loom", true_face=0.1),
     "after_true_face_free": TrainConfig(model="loom", true_face=0.01),
-    "after_pose_strong": TrainConfig(model="loom", true_face=0.01),
+    "after_pose_weak": TrainConfig(model="loom", true_face=0.01),
     "after_no_true_face": TrainConfig(model="loom", true_face=0.0),
     "lite_64": TrainConfig(model="lite", resolution=64),
     "lite_128": TrainConfig(model="lite", resolution=128),
@@ -119,9 +119,9 @@ GROW_ARMS = {"after_grow192": 192, "after_grow256": 256}
 the learning rate starts to decay (``schedule.DECAY_FROM``), then go on at a bigger side from those
 weights (``--init-from`` at another ``--resolution``: the convs carry over, the bottleneck is
 resampled)."""
-POSE_WEIGHTS = {"after_true_face_free": 0.0, "after_pose_strong": 0.1}
+POSE_WEIGHTS = {"after_true_face_free": 0.0, "after_pose_weak": 0.01}
 """Arms whose true face weighs its pose readout otherwise than ``adversary.POSE_WEIGHT``: off (the
-latents of B may take A's head angles), or ten times it."""
+latents of B may take A's head angles), or 0.01, its weight before it was raised to 0.1."""
 LATENTS = {"after_latent256": 256, "after_latent1024": 1024}
 """Arms whose dense bottleneck has another size than loom's 512 (DeepFaceLab's SAEHD: 256 at 128 px):
 how much of A the shared latent carries into B's decoder."""
