@@ -78,6 +78,7 @@ from faceloom.train.prefetch import Prefetcher, prefetch_plan  # noqa: E402
 from faceloom.train.trainer import Trainer  # noqa: E402
 from faceloom.workspace.demo import split_reenactment  # noqa: E402
 
+POSE_KEYS = ("pose_error_deg", "pose_error_interval_deg", "pose_offset_deg")
 VIDEO_KEYS = ("flicker_ratio", "sharpness_ratio", "detail_from_source", "detail_swapped", "detail_source")
 STORED_SIZE = 512
 """Stored head crops big enough for a 320 px whole_face model."""
@@ -325,11 +326,7 @@ def eval_summary(report: dict[str, Any]) -> dict[str, Any]:
         "holdout_ssim": {s: report["reconstruction"][s]["ssim"] for s in ("a", "b")},
         "id_retrieval_all": {d: ident[d]["id_retrieval_all"] for d in ident if isinstance(ident[d], dict)},
         "people": max((v.get("people", 0) for v in ident.values() if isinstance(v, dict)), default=0),
-        "pose_error_deg": {d: v.get("pose_error_deg") for d, v in pose.items() if isinstance(v, dict)},
-        "pose_error_interval_deg": {
-            d: v.get("pose_error_interval_deg") for d, v in pose.items() if isinstance(v, dict)
-        },
-        "pose_offset_deg": {d: v.get("pose_offset_deg") for d, v in pose.items() if isinstance(v, dict)},
+        **{k: {d: v.get(k) for d, v in pose.items() if isinstance(v, dict)} for k in POSE_KEYS},
         "video": {k: video[k] for k in VIDEO_KEYS},
     }
 

@@ -229,10 +229,11 @@ def test_landmark_error_is_in_interocular_units() -> None:
 def test_pose_error_wraps_angles() -> None:
     a = np.array([[10.0, -5.0, 0.0], [179.0, 0.0, 2.0]])
     b = np.array([[13.0, -5.0, 0.0], [-179.0, 0.0, -1.0]])
-    assert metrics.pose_error(a, b) == pytest.approx((3 + 0 + 0 + 2 + 0 + 3) / 6)
-    assert metrics.pose_error(a[0], a[0]) == 0.0
+    assert metrics.angle_differences(a, b).mean() == pytest.approx((3 + 0 + 0 + 2 + 0 + 3) / 6)
+    assert metrics.angle_differences(a, b, signed=True) == pytest.approx(np.array([[-3, 0, 0], [-2, 0, 3]]))
+    assert metrics.angle_differences(a[0], a[0]).mean() == 0.0
     with pytest.raises(ValueError, match=r"\(N, 3\)"):
-        metrics.pose_error(a, b[:1])
+        metrics.angle_differences(a, b[:1])
 
 
 # -------------------------------------------------------------------------------------- flicker

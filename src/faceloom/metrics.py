@@ -415,11 +415,6 @@ def angle_differences(pose_a: np.ndarray, pose_b: np.ndarray, signed: bool = Fal
     return diff if signed else np.abs(diff)
 
 
-def pose_error(pose_a: np.ndarray, pose_b: np.ndarray) -> float:
-    """Mean of :func:`angle_differences` over faces and the three angles."""
-    return float(angle_differences(pose_a, pose_b).mean())
-
-
 # ------------------------------------------------------------------------------------- flicker
 
 
